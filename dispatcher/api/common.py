@@ -1,0 +1,63 @@
+"""Helpers shared by the API handlers: JSON in and out, path and query parameters."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel
+
+from dispatcher.problems import Problem, invalid, not_found
+
+M = TypeVar("M", bound=BaseModel)
+
+# Ids we issue and producer ids we accept: printable ASCII without spaces or slashes.
+_ID = re.compile(r"^[A-Za-z0-9_.:~-]{1,255}$")
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    """Serialize with orjson."""
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+async def read_json(request: web.Request, max_bytes: int = 1024 * 1024) -> Any:
+    """The request body parsed as JSON; 413 when too big, 400 when not JSON."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise Problem(413, f"The body is larger than {max_bytes} bytes.", slug="too-large")
+    body = await request.content.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise Problem(413, f"The body is larger than {max_bytes} bytes.", slug="too-large")
+    if not body.strip():
+        raise Problem(400, "The request needs a JSON body.", slug="malformed")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, f"The body is not valid JSON: {exc}", slug="malformed") from None
+
+
+async def read_model(request: web.Request, model: type[M], max_bytes: int = 1024 * 1024) -> M:
+    """The request body validated against ``model`` (422 with field errors otherwise)."""
+    return model.model_validate(await read_json(request, max_bytes))
+
+
+def path_id(request: web.Request, what: str, key: str = "id") -> str:
+    """A resource id from the path; ids that cannot exist answer 404 without a query."""
+    value = request.match_info[key]
+    if not _ID.match(value):
+        raise not_found(what, value[:100])
+    return value
+
+
+def query_bool(request: web.Request, name: str) -> bool | None:
+    """``?name=true|false`` (also 1/0, yes/no); None when absent."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    lowered = raw.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise invalid(name, "must be true or false")

@@ -1,0 +1,73 @@
+"""``/v1/event-types``: the optional catalogue of event types."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from dispatcher.api.common import json_response, read_model
+from dispatcher.app_keys import POOL
+from dispatcher.matching import name_problem
+from dispatcher.pagination import page_body, page_from_query
+from dispatcher.problems import Problem, not_found
+from dispatcher.schemas import EventTypeCreate, EventTypePatch
+from dispatcher.store import event_types as store
+
+routes = web.RouteTableDef()
+
+
+def _name(request: web.Request) -> str:
+    name = request.match_info["name"]
+    if name_problem(name):
+        raise not_found("Event type", name[:100])
+    return name
+
+
+@routes.post("/v1/event-types")
+async def create_event_type(request: web.Request) -> web.Response:
+    """Register an event type (409 if the name exists)."""
+    body = await read_model(request, EventTypeCreate)
+    async with request.app[POOL].acquire() as conn:
+        row = await store.create(conn, body)
+    if row is None:
+        raise Problem(409, f"Event type {body.name!r} already exists.", slug="conflict")
+    return json_response(row, status=201)
+
+
+@routes.get("/v1/event-types")
+async def list_event_types(request: web.Request) -> web.Response:
+    """The catalogue, alphabetically."""
+    page = page_from_query(request.query)
+    rows = await store.list_page(request.app[POOL], after=page.after, limit=page.limit + 1)
+    return json_response(page_body(rows, page, key="name"))
+
+
+@routes.get("/v1/event-types/{name}")
+async def get_event_type(request: web.Request) -> web.Response:
+    """One event type."""
+    name = _name(request)
+    row = await store.get(request.app[POOL], name)
+    if row is None:
+        raise not_found("Event type", name)
+    return json_response(row)
+
+
+@routes.patch("/v1/event-types/{name}")
+async def patch_event_type(request: web.Request) -> web.Response:
+    """Change the description or the enabled flag."""
+    name = _name(request)
+    body = await read_model(request, EventTypePatch)
+    async with request.app[POOL].acquire() as conn:
+        row = await store.update(conn, name, body)
+    if row is None:
+        raise not_found("Event type", name)
+    return json_response(row)
+
+
+@routes.delete("/v1/event-types/{name}")
+async def delete_event_type(request: web.Request) -> web.Response:
+    """Remove an event type from the catalogue (events of that type flow again)."""
+    name = _name(request)
+    async with request.app[POOL].acquire() as conn:
+        if not await store.delete(conn, name):
+            raise not_found("Event type", name)
+    return web.Response(status=204)

@@ -1,0 +1,47 @@
+"""``/healthz`` (the process is alive) and ``/readyz`` (it can do its job)."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp import web
+
+from dispatcher import migrate
+from dispatcher.api.common import json_response
+from dispatcher.app_keys import POOL
+from dispatcher.db import DB_UNAVAILABLE
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: answers as long as the event loop runs."""
+    return json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the database answers and the schema is current."""
+    checks: dict[str, str] = {}
+    ready = True
+    try:
+        async with request.app[POOL].acquire(timeout=2) as conn:
+            version = await conn.fetchval(
+                "SELECT coalesce(max(version), 0) FROM dispatcher_migrations"
+            )
+        checks["database"] = "ok"
+        if version >= migrate.latest_version():
+            checks["migrations"] = "ok"
+        else:
+            checks["migrations"] = f"at {version}, expected {migrate.latest_version()}"
+            ready = False
+    except DB_UNAVAILABLE as exc:
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+        ready = False
+    except asyncpg.PostgresError as exc:
+        checks["migrations"] = f"not applied: {type(exc).__name__}"
+        ready = False
+    return json_response(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status=200 if ready else 503,
+    )

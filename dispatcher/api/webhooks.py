@@ -1,0 +1,153 @@
+"""``/v1/webhooks``: register, list, change, enable/disable, delete, and manage secrets."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from dispatcher import targets
+from dispatcher.api.common import json_response, path_id, query_bool, read_model
+from dispatcher.app_keys import POOL, SETTINGS
+from dispatcher.matching import name_problem
+from dispatcher.pagination import page_body, page_from_query
+from dispatcher.problems import Problem, invalid, not_found
+from dispatcher.schemas import PATCH_NOT_NULL, WebhookCreate, WebhookPatch
+from dispatcher.store import webhooks as store
+
+routes = web.RouteTableDef()
+
+
+async def check_target(request: web.Request, url: str) -> None:
+    """Refuse private-network targets unless the operator allowed them."""
+    if request.app[SETTINGS].allow_private_targets:
+        return
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    reason = await targets.forbidden_reason(parts.hostname or "", port)
+    if reason:
+        raise Problem(
+            422,
+            "The URL points into a private network.",
+            slug="validation",
+            title="Validation failed",
+            errors=[{"field": "url", "message": reason}],
+        )
+
+
+@routes.post("/v1/webhooks")
+async def create_webhook(request: web.Request) -> web.Response:
+    """Register a webhook; the answer includes its signing secret."""
+    body = await read_model(request, WebhookCreate)
+    await check_target(request, body.url)
+    async with request.app[POOL].acquire() as conn:
+        webhook = await store.create(conn, body)
+    return json_response(webhook, status=201)
+
+
+@routes.get("/v1/webhooks")
+async def list_webhooks(request: web.Request) -> web.Response:
+    """List webhooks, newest first; ``?enabled=`` and ``?event_type=`` filter."""
+    page = page_from_query(request.query)
+    event_type = request.query.get("event_type") or None
+    if event_type is not None and name_problem(event_type):
+        raise invalid("event_type", name_problem(event_type) or "")
+    rows = await store.list_page(
+        request.app[POOL],
+        after=page.after,
+        limit=page.limit + 1,
+        enabled=query_bool(request, "enabled"),
+        event_type=event_type,
+    )
+    return json_response(page_body(rows, page))
+
+
+@routes.get("/v1/webhooks/{id}")
+async def get_webhook(request: web.Request) -> web.Response:
+    """One webhook."""
+    webhook_id = path_id(request, "Webhook")
+    webhook = await store.get(request.app[POOL], webhook_id)
+    if webhook is None:
+        raise not_found("Webhook", webhook_id)
+    return json_response(webhook)
+
+
+@routes.patch("/v1/webhooks/{id}")
+async def patch_webhook(request: web.Request) -> web.Response:
+    """Change some fields; null resets a per-webhook override to the global default."""
+    webhook_id = path_id(request, "Webhook")
+    body = await read_model(request, WebhookPatch)
+    changes = {f: getattr(body, f) for f in body.model_fields_set}
+    nulls = [
+        {"field": f, "message": "must not be null"}
+        for f in changes
+        if f in PATCH_NOT_NULL and changes[f] is None
+    ]
+    if nulls:
+        raise Problem(
+            422,
+            "The request body failed validation.",
+            slug="validation",
+            title="Validation failed",
+            errors=nulls,
+        )
+    if changes.get("url"):
+        await check_target(request, changes["url"])
+    async with request.app[POOL].acquire() as conn:
+        webhook = await store.update(conn, webhook_id, changes)
+    if webhook is None:
+        raise not_found("Webhook", webhook_id)
+    return json_response(webhook)
+
+
+@routes.delete("/v1/webhooks/{id}")
+async def delete_webhook(request: web.Request) -> web.Response:
+    """Delete a webhook; its unfinished deliveries become ``cancelled``."""
+    webhook_id = path_id(request, "Webhook")
+    async with request.app[POOL].acquire() as conn:
+        if not await store.delete(conn, webhook_id):
+            raise not_found("Webhook", webhook_id)
+    return web.Response(status=204)
+
+
+async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
+    webhook_id = path_id(request, "Webhook")
+    async with request.app[POOL].acquire() as conn:
+        webhook = await store.set_enabled(conn, webhook_id, enabled, "manual")
+    if webhook is None:
+        raise not_found("Webhook", webhook_id)
+    return json_response(webhook)
+
+
+@routes.post("/v1/webhooks/{id}/disable")
+async def disable_webhook(request: web.Request) -> web.Response:
+    """Stop sending to a webhook (``disabled_reason: "manual"``); pending work is held."""
+    return await _set_enabled(request, False)
+
+
+@routes.post("/v1/webhooks/{id}/enable")
+async def enable_webhook(request: web.Request) -> web.Response:
+    """Resume sending, including deliveries held while it was disabled."""
+    return await _set_enabled(request, True)
+
+
+@routes.get("/v1/webhooks/{id}/secret")
+async def get_secret(request: web.Request) -> web.Response:
+    """The current signing secret."""
+    webhook_id = path_id(request, "Webhook")
+    secret = await store.current_secret(request.app[POOL], webhook_id)
+    if secret is None:
+        raise not_found("Webhook", webhook_id)
+    return json_response({"secret": secret})
+
+
+@routes.post("/v1/webhooks/{id}/secret/rotate")
+async def rotate_secret(request: web.Request) -> web.Response:
+    """A new secret; the old one keeps signing for ``DISPATCHER_SECRET_GRACE_SECONDS``."""
+    webhook_id = path_id(request, "Webhook")
+    grace = request.app[SETTINGS].secret_grace_seconds
+    async with request.app[POOL].acquire() as conn:
+        secret = await store.rotate_secret(conn, webhook_id, grace)
+    if secret is None:
+        raise not_found("Webhook", webhook_id)
+    return json_response({"secret": secret})

@@ -1,0 +1,66 @@
+"""Database access plumbing: the asyncpg pool, JSON codecs and named SQL queries.
+
+SQL lives in ``.sql`` files beside the module that owns the table, as named blocks::
+
+    -- name: insert_webhook
+    -- Create a webhook row.
+    INSERT INTO ...
+
+:func:`load_queries` reads such a file into a mapping of name to statement.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+
+# Errors meaning "the database is not reachable right now" (as opposed to a bad query):
+# callers answer 503 or pause and retry. TimeoutError and ConnectionError are OSErrors.
+DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+
+_BLOCK = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+
+
+def load_queries(path: Path) -> dict[str, str]:
+    """Parse ``-- name: x`` blocks from a SQL file into ``{"x": "SELECT ..."}``."""
+    text = path.read_text()
+    parts = _BLOCK.split(text)
+    queries: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        lines = [ln for ln in body.strip().splitlines() if not ln.lstrip().startswith("--")]
+        queries[name] = "\n".join(lines).strip().rstrip(";")
+    return queries
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Per-connection setup: json/jsonb travel as Python values through orjson."""
+    for typ in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typ, encoder=_dumps, decoder=orjson.loads, schema="pg_catalog", format="text"
+        )
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
+    """Open the shared connection pool."""
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=init_connection,
+        command_timeout=60,
+        server_settings={"application_name": "dispatcher"},
+    )
+    assert pool is not None
+    return pool

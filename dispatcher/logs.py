@@ -1,0 +1,58 @@
+"""structlog set-up: JSON lines in production, readable console output on a TTY.
+
+Secrets never reach the logs: nothing logs a secret or signature header, and as a second line
+of defence the :func:`_redact` processor masks any value that looks like a signing secret or a
+bearer token, whatever key it is under.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any, Literal
+
+import orjson
+import structlog
+
+_SECRETISH = re.compile(r"whsec_[A-Za-z0-9+/=]+|(?i:bearer\s+)\S+")
+_SENSITIVE_KEYS = frozenset({"secret", "token", "authorization", "webhook-signature", "password"})
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SECRETISH.sub("[redacted]", value)
+    return value
+
+
+def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    for key, value in event.items():
+        if key.lower() in _SENSITIVE_KEYS:
+            event[key] = "[redacted]"
+        else:
+            event[key] = _mask(value)
+    return event
+
+
+def configure(fmt: Literal["console", "json"], level: int = logging.INFO) -> None:
+    """Configure structlog (and route stdlib logging through the same output)."""
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _redact,
+    ]
+    if fmt == "json":
+        renderer: Any = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+        shared.append(structlog.processors.format_exc_info)
+        factory: Any = structlog.BytesLoggerFactory(sys.stdout.buffer)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+        factory = structlog.PrintLoggerFactory(sys.stdout)
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=factory,
+        cache_logger_on_first_use=True,
+    )
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,65 @@
+"""Event-type names and the patterns webhooks subscribe with.
+
+A pattern is an exact name (``order.created``), a prefix wildcard (``order.*`` matches
+``order.created`` and ``order.item.added``) or ``*`` (everything).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+PATTERN_RE = re.compile(r"^(\*|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(\.\*)?)$")
+MAX_NAME = 255
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` is not a valid event-type name, or None."""
+    if len(name) > MAX_NAME:
+        return f"must be at most {MAX_NAME} characters"
+    if not NAME_RE.match(name):
+        return "must be dot-separated words of letters, digits, '_' or '-'"
+    return None
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why ``pattern`` is not a valid subscription pattern, or None."""
+    if len(pattern) > MAX_NAME:
+        return f"must be at most {MAX_NAME} characters"
+    if not PATTERN_RE.match(pattern):
+        return "must be an event type name, a 'prefix.*' pattern or '*'"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """A compiled set of patterns: exact names in a set, prefixes in a tuple."""
+
+    everything: bool
+    exact: frozenset[str]
+    prefixes: tuple[str, ...]
+
+    @classmethod
+    def compile(cls, patterns: Iterable[str]) -> Matcher:
+        """Compile subscription patterns."""
+        exact: set[str] = set()
+        prefixes: list[str] = []
+        everything = False
+        for p in patterns:
+            if p == "*":
+                everything = True
+            elif p.endswith(".*"):
+                prefixes.append(p[:-1])  # keep the dot: "order." matches "order.x" only
+            else:
+                exact.add(p)
+        return cls(everything, frozenset(exact), tuple(prefixes))
+
+    def matches(self, event_type: str) -> bool:
+        """Does an event of this type go to a webhook with these patterns?"""
+        return (
+            self.everything
+            or event_type in self.exact
+            or any(event_type.startswith(p) for p in self.prefixes)
+        )

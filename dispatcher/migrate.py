@@ -1,0 +1,89 @@
+"""Versioned SQL migrations, applied in order under a Postgres advisory lock.
+
+Files in ``migrations/`` are named ``NNNN_description.sql``; each is applied once, in its own
+transaction, and recorded in ``dispatcher_migrations``. The advisory lock makes several
+instances starting at the same moment safe: one migrates, the others wait and find nothing to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import structlog
+
+log = structlog.get_logger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# An arbitrary constant shared by every instance: "dispatch" in ASCII.
+LOCK_KEY = 0x6469737061746368
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One migration file."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def available() -> list[Migration]:
+    """All migrations shipped with this version, in order."""
+    found = []
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        number, _, rest = path.stem.partition("_")
+        found.append(Migration(int(number), rest, path.read_text()))
+    return found
+
+
+def latest_version() -> int:
+    """The schema version this code expects."""
+    return max(m.version for m in available())
+
+
+async def current_version(conn: asyncpg.Connection) -> int:
+    """The highest applied version, 0 on an empty database."""
+    exists = await conn.fetchval("SELECT to_regclass('dispatcher_migrations') IS NOT NULL")
+    if not exists:
+        return 0
+    return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM dispatcher_migrations"))
+
+
+async def migrate(conn: asyncpg.Connection) -> list[int]:
+    """Apply pending migrations; return the versions applied by this call."""
+    applied: list[int] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
+    try:
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS dispatcher_migrations (
+                   version integer PRIMARY KEY,
+                   name text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = await current_version(conn)
+        for m in available():
+            if m.version <= done:
+                continue
+            async with conn.transaction():
+                await conn.execute(m.sql)
+                await conn.execute(
+                    "INSERT INTO dispatcher_migrations (version, name) VALUES ($1, $2)",
+                    m.version,
+                    m.name,
+                )
+            applied.append(m.version)
+            log.info("migration_applied", version=m.version, name=m.name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+    return applied
+
+
+async def migrate_dsn(dsn: str) -> list[int]:
+    """Connect, migrate, disconnect."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await migrate(conn)
+    finally:
+        await conn.close()

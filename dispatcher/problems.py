@@ -1,0 +1,141 @@
+"""RFC 9457 problem details, and the middleware that turns every error into one.
+
+Handlers raise :class:`Problem` (or let aiohttp raise its HTTP errors); nothing reaches the
+client as a bare 500 page. Unexpected exceptions are logged and answered with a problem JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+from pydantic import ValidationError
+
+from dispatcher.db import DB_UNAVAILABLE
+
+log = structlog.get_logger(__name__)
+
+CONTENT_TYPE = "application/problem+json"
+TYPE_BASE = "https://dispatcher.dev/problems/"
+
+
+class Problem(Exception):
+    """An error answer: status, a short title, a human detail and optional field errors."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        slug: str | None = None,
+        title: str | None = None,
+        errors: Sequence[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.title = title or HTTPStatus(status).phrase
+        self.type = TYPE_BASE + slug if slug else "about:blank"
+        self.errors = list(errors) if errors is not None else None
+        self.headers = headers or {}
+
+    def response(self) -> web.Response:
+        """Render as ``application/problem+json``."""
+        body: dict[str, Any] = {
+            "type": self.type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.errors is not None:
+            body["errors"] = self.errors
+        return web.Response(
+            status=self.status,
+            body=orjson.dumps(body),
+            content_type=CONTENT_TYPE,
+            headers=self.headers,
+        )
+
+
+def field_path(loc: Sequence[int | str]) -> str:
+    """``("headers", "X-A")`` -> ``headers.X-A``; list positions as ``[0]``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out or "body"
+
+
+def validation_problem(exc: ValidationError, *, prefix: Sequence[int | str] = ()) -> Problem:
+    """A 422 listing every field error pydantic found."""
+    errors = []
+    for err in exc.errors(include_url=False, include_input=False):
+        # Drop pydantic's union/type tags such as "function-after[...]" from the location.
+        loc = [p for p in err["loc"] if isinstance(p, int) or "[" not in p]
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        errors.append({"field": field_path([*prefix, *loc]), "message": msg})
+    return Problem(
+        422,
+        "The request body failed validation.",
+        slug="validation",
+        title="Validation failed",
+        errors=errors,
+    )
+
+
+def invalid(field: str, message: str, detail: str | None = None) -> Problem:
+    """A 422 for one bad field outside a request body (query string, path)."""
+    return Problem(
+        422,
+        detail or f"{field}: {message}",
+        slug="validation",
+        title="Validation failed",
+        errors=[{"field": field, "message": message}],
+    )
+
+
+def not_found(what: str, ident: str) -> Problem:
+    """A 404 for a missing resource."""
+    return Problem(404, f"{what} {ident!r} does not exist.", slug="not-found")
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer every failure with problem JSON; never a 500 page for bad input."""
+    try:
+        return await handler(request)
+    except Problem as p:
+        return p.response()
+    except ValidationError as exc:
+        return validation_problem(exc).response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        detail = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else None
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        return Problem(
+            exc.status, detail or exc.reason or HTTPStatus(exc.status).phrase, headers=headers
+        ).response()
+    except DB_UNAVAILABLE as exc:
+        log.warning("database_unavailable", error=str(exc), path=request.path)
+        return Problem(
+            503,
+            "The database is unreachable; try again shortly.",
+            slug="unavailable",
+            headers={"Retry-After": "1"},
+        ).response()
+    except Exception:
+        log.exception("unhandled_error", method=request.method, path=request.path)
+        return Problem(500, "An internal error occurred; it has been logged.").response()

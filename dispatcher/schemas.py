@@ -1,0 +1,254 @@
+"""Request and response bodies, declared once.
+
+The server validates with these models and the OpenAPI document is generated from them.
+Models are strict (no silent type coercion) and forbid unknown fields, so a typo gets a 422
+naming the field instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from yarl import URL
+
+from dispatcher import matching, signing
+
+# Header names a webhook may not override: they carry the envelope and the signature.
+RESERVED_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "connection",
+        "host",
+        "user-agent",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "te",
+        "upgrade",
+        "expect",
+        "keep-alive",
+    }
+)
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$")
+_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]{0,4096}$")
+
+
+def _check_url(value: str) -> str:
+    if len(value) > 2048:
+        raise ValueError("must be at most 2048 characters")
+    try:
+        url = URL(value)
+    except (ValueError, TypeError):
+        raise ValueError("is not a valid URL") from None
+    if url.scheme not in ("http", "https"):
+        raise ValueError("must be an http:// or https:// URL")
+    if not url.host:
+        raise ValueError("must include a host")
+    if url.user is not None or url.password is not None:
+        raise ValueError("must not contain credentials; use headers instead")
+    if url.fragment:
+        raise ValueError("must not contain a #fragment")
+    try:
+        _ = url.port
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    return value
+
+
+def _check_patterns(value: list[str]) -> list[str]:
+    for i, pattern in enumerate(value):
+        problem = matching.pattern_problem(pattern)
+        if problem:
+            raise ValueError(f"[{i}] {pattern!r} {problem}")
+    # Keep order, drop repeats.
+    return list(dict.fromkeys(value))
+
+
+def _check_headers(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > 50:
+        raise ValueError("at most 50 headers")
+    seen: set[str] = set()
+    for name, val in value.items():
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"{name!r} is not a valid header name")
+        lower = name.lower()
+        if lower in RESERVED_HEADERS:
+            raise ValueError(f"{name!r} is set by Dispatcher and cannot be overridden")
+        if lower in seen:
+            raise ValueError(f"{name!r} is given twice")
+        seen.add(lower)
+        if not _HEADER_VALUE.match(val):
+            raise ValueError(f"the value of {name!r} contains control characters or is too long")
+    return value
+
+
+def _check_secret(value: str) -> str:
+    problem = signing.secret_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _check_name(value: str) -> str:
+    problem = matching.name_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _non_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def _small_json(value: dict[str, Any]) -> dict[str, Any]:
+    import orjson
+
+    if len(orjson.dumps(value)) > 16384:
+        raise ValueError("must serialize to at most 16 KiB")
+    return value
+
+
+Name = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_non_blank)]
+Url = Annotated[str, AfterValidator(_check_url)]
+Patterns = Annotated[
+    list[Annotated[str, Field(max_length=255)]],
+    Field(min_length=1, max_length=100),
+    AfterValidator(_check_patterns),
+]
+Headers = Annotated[dict[str, str], AfterValidator(_check_headers)]
+Metadata = Annotated[dict[str, Any], AfterValidator(_small_json)]
+Secret = Annotated[str, Field(max_length=200), AfterValidator(_check_secret)]
+Description = Annotated[str, Field(max_length=2000)]
+MaxRetries = Annotated[int, Field(ge=0, le=100)]
+Timeout = Annotated[float, Field(gt=0, le=300)]
+RateLimit = Annotated[float, Field(gt=0, le=100000)]
+MaxInFlight = Annotated[int, Field(ge=1, le=100000)]
+EventTypeName = Annotated[str, AfterValidator(_check_name)]
+
+
+class Body(BaseModel):
+    """Base for request bodies: strict types, unknown fields rejected."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class WebhookCreate(Body):
+    """``POST /v1/webhooks``."""
+
+    name: Name
+    url: Url
+    event_types: Patterns
+    enabled: bool = True
+    description: Description = ""
+    headers: Headers = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
+    include_payload: bool = True
+    max_retries: MaxRetries | None = None
+    timeout_seconds: Timeout | None = None
+    rate_limit_per_second: RateLimit | None = None
+    max_in_flight: MaxInFlight | None = None
+    secret: Secret | None = None
+
+
+class WebhookPatch(Body):
+    """``PATCH /v1/webhooks/{id}``: only the fields sent change; null resets an override."""
+
+    name: Name | None = None
+    url: Url | None = None
+    event_types: Patterns | None = None
+    enabled: bool | None = None
+    description: Description | None = None
+    headers: Headers | None = None
+    metadata: Metadata | None = None
+    include_payload: bool | None = None
+    max_retries: MaxRetries | None = None
+    timeout_seconds: Timeout | None = None
+    rate_limit_per_second: RateLimit | None = None
+    max_in_flight: MaxInFlight | None = None
+
+
+# Fields of WebhookPatch that must not be null when present.
+PATCH_NOT_NULL = frozenset(
+    {
+        "name",
+        "url",
+        "event_types",
+        "enabled",
+        "description",
+        "headers",
+        "metadata",
+        "include_payload",
+    }
+)
+
+
+class Webhook(BaseModel):
+    """A webhook as the API returns it."""
+
+    id: str
+    name: str
+    url: str
+    event_types: list[str]
+    enabled: bool
+    disabled_reason: Literal["manual", "auto", "gone"] | None
+    disabled_at: datetime | None
+    description: str
+    headers: dict[str, str]
+    metadata: dict[str, Any]
+    include_payload: bool
+    max_retries: int | None
+    timeout_seconds: float | None
+    rate_limit_per_second: float | None
+    max_in_flight: int | None
+    created_at: datetime
+    updated_at: datetime
+    secret: str | None = Field(None, description="Only in the answer to create.")
+
+
+class SecretOut(BaseModel):
+    """``{"secret": "whsec_..."}``."""
+
+    secret: str
+
+
+class EventTypeCreate(Body):
+    """``POST /v1/event-types``."""
+
+    name: EventTypeName
+    description: Description = ""
+    enabled: bool = True
+
+
+class EventTypePatch(Body):
+    """``PATCH /v1/event-types/{name}``."""
+
+    description: Description | None = None
+    enabled: bool | None = None
+
+
+class EventType(BaseModel):
+    """An event type as the API returns it."""
+
+    name: str
+    description: str
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProblemOut(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, str]] | None = None

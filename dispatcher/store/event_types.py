@@ -1,0 +1,57 @@
+"""The event-type catalogue. Registering types is optional; disabled types get no deliveries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from dispatcher.db import load_queries
+from dispatcher.schemas import EventTypeCreate, EventTypePatch
+from dispatcher.store import Conn, Executor, notify
+
+Q = load_queries(Path(__file__).with_suffix(".sql"))
+
+
+async def create(conn: Conn, body: EventTypeCreate) -> dict[str, Any] | None:
+    """Register a type; None if the name already exists."""
+    async with conn.transaction():
+        row = await conn.fetchrow(Q["insert_event_type"], body.name, body.description, body.enabled)
+        if row is not None:
+            await notify(conn, "event_type", name=body.name)
+    return dict(row) if row else None
+
+
+async def get(conn: Executor, name: str) -> dict[str, Any] | None:
+    """One event type, or None."""
+    row = await conn.fetchrow(Q["get_event_type"], name)
+    return dict(row) if row else None
+
+
+async def list_page(conn: Executor, *, after: str | None, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` types after ``after``, alphabetically."""
+    return [dict(r) for r in await conn.fetch(Q["list_event_types"], after, limit)]
+
+
+async def all_rows(conn: Executor) -> list[asyncpg.Record]:
+    """The whole catalogue."""
+    return list(await conn.fetch(Q["all_event_types"]))
+
+
+async def update(conn: Conn, name: str, body: EventTypePatch) -> dict[str, Any] | None:
+    """Partial update; None if the type does not exist."""
+    async with conn.transaction():
+        row = await conn.fetchrow(Q["update_event_type"], name, body.description, body.enabled)
+        if row is not None:
+            await notify(conn, "event_type", name=name)
+    return dict(row) if row else None
+
+
+async def delete(conn: Conn, name: str) -> bool:
+    """Remove a type; False if it did not exist."""
+    async with conn.transaction():
+        gone = await conn.fetchval(Q["delete_event_type"], name)
+        if gone is not None:
+            await notify(conn, "event_type", name=name)
+    return gone is not None

@@ -1,0 +1,156 @@
+"""Webhook registrations and their signing secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from dispatcher import ids, signing
+from dispatcher.db import load_queries
+from dispatcher.schemas import WebhookCreate
+from dispatcher.store import Conn, Executor, notify
+
+Q = load_queries(Path(__file__).with_suffix(".sql"))
+
+# Columns a PATCH may set, in a fixed order (the statement is built only from these names).
+PATCHABLE = (
+    "name",
+    "url",
+    "event_types",
+    "description",
+    "headers",
+    "metadata",
+    "include_payload",
+    "max_retries",
+    "timeout_seconds",
+    "rate_limit_per_second",
+    "max_in_flight",
+)
+
+
+def to_api(row: asyncpg.Record) -> dict[str, Any]:
+    """A webhook row as the API shows it."""
+    return dict(row)
+
+
+async def create(conn: Conn, body: WebhookCreate) -> dict[str, Any]:
+    """Insert a webhook and its first secret; returns the webhook including ``secret``."""
+    secret = body.secret or signing.generate_secret()
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            Q["insert_webhook"],
+            ids.webhook_id(),
+            body.name,
+            body.url,
+            body.event_types,
+            body.enabled,
+            body.description,
+            body.headers,
+            body.metadata,
+            body.include_payload,
+            body.max_retries,
+            body.timeout_seconds,
+            body.rate_limit_per_second,
+            body.max_in_flight,
+        )
+        assert row is not None
+        await conn.execute(Q["insert_secret"], row["id"], secret)
+        await notify(conn, "webhook", id=row["id"])
+    out = to_api(row)
+    out["secret"] = secret
+    return out
+
+
+async def get(conn: Executor, webhook_id: str) -> dict[str, Any] | None:
+    """One webhook, or None."""
+    row = await conn.fetchrow(Q["get_webhook"], webhook_id)
+    return to_api(row) if row else None
+
+
+async def list_page(
+    conn: Executor,
+    *,
+    after: str | None,
+    limit: int,
+    enabled: bool | None = None,
+    event_type: str | None = None,
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` webhooks older than ``after``, newest first."""
+    rows = await conn.fetch(Q["list_webhooks"], after, enabled, event_type, limit)
+    return [to_api(r) for r in rows]
+
+
+async def all_rows(conn: Executor) -> list[asyncpg.Record]:
+    """Every webhook row."""
+    return list(await conn.fetch(Q["all_webhooks"]))
+
+
+async def update(conn: Conn, webhook_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+    """Apply a partial update; ``enabled`` is handled as enable/disable. None if missing."""
+    async with conn.transaction():
+        row = await conn.fetchrow(Q["lock_webhook"], webhook_id)
+        if row is None:
+            return None
+        cols = [c for c in PATCHABLE if c in changes]
+        if cols:
+            assignments = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(cols))
+            row = await conn.fetchrow(
+                f"UPDATE webhooks SET {assignments}, updated_at = now() "  # noqa: S608
+                "WHERE id = $1 RETURNING *",
+                webhook_id,
+                *(changes[c] for c in cols),
+            )
+        assert row is not None
+        if "enabled" in changes and changes["enabled"] != row["enabled"]:
+            row = await conn.fetchrow(Q["set_enabled"], webhook_id, changes["enabled"], "manual")
+        await notify(conn, "webhook", id=webhook_id)
+    assert row is not None
+    return to_api(row)
+
+
+async def set_enabled(
+    conn: Conn, webhook_id: str, enabled: bool, reason: str = "manual"
+) -> dict[str, Any] | None:
+    """Enable or disable (with ``reason``); None if the webhook does not exist."""
+    async with conn.transaction():
+        row = await conn.fetchrow(Q["set_enabled"], webhook_id, enabled, reason)
+        if row is not None:
+            await notify(conn, "webhook", id=webhook_id)
+    return to_api(row) if row else None
+
+
+async def delete(conn: Conn, webhook_id: str) -> bool:
+    """Delete a webhook and cancel its unfinished deliveries; False if it did not exist."""
+    async with conn.transaction():
+        gone = await conn.fetchval(Q["delete_webhook"], webhook_id)
+        if gone is None:
+            return False
+        await conn.execute(Q["cancel_unfinished"], webhook_id)
+        await notify(conn, "webhook", id=webhook_id)
+    return True
+
+
+async def current_secret(conn: Executor, webhook_id: str) -> str | None:
+    """The current signing secret, or None if the webhook does not exist."""
+    value: str | None = await conn.fetchval(Q["current_secret"], webhook_id)
+    return value
+
+
+async def rotate_secret(conn: Conn, webhook_id: str, grace_seconds: float) -> str | None:
+    """Make a new current secret; the old one signs for ``grace_seconds`` more."""
+    secret = signing.generate_secret()
+    async with conn.transaction():
+        if await conn.fetchval(Q["lock_webhook"], webhook_id) is None:
+            return None
+        await conn.execute(Q["retire_secret"], webhook_id, float(grace_seconds))
+        await conn.execute(Q["prune_secrets"], webhook_id)
+        await conn.execute(Q["insert_secret"], webhook_id, secret)
+        await notify(conn, "webhook", id=webhook_id)
+    return secret
+
+
+async def signing_secrets(conn: Executor, webhook_id: str) -> list[str]:
+    """Every secret currently valid for signing, newest first."""
+    return [r["secret"] for r in await conn.fetch(Q["signing_secrets"], webhook_id)]

@@ -1,0 +1,79 @@
+-- name: insert_webhook
+-- Create a webhook; the secret row is inserted separately in the same transaction.
+INSERT INTO webhooks (id, name, url, event_types, enabled, disabled_reason, disabled_at,
+                      description, headers, metadata, include_payload, max_retries,
+                      timeout_seconds, rate_limit_per_second, max_in_flight)
+VALUES ($1, $2, $3, $4, $5, CASE WHEN $5 THEN NULL ELSE 'manual' END,
+        CASE WHEN $5 THEN NULL ELSE now() END, $6, $7, $8, $9, $10, $11, $12, $13)
+RETURNING *;
+
+-- name: insert_secret
+-- Add the current signing secret of a webhook.
+INSERT INTO webhook_secrets (webhook_id, secret) VALUES ($1, $2);
+
+-- name: get_webhook
+-- One webhook by id.
+SELECT * FROM webhooks WHERE id = $1;
+
+-- name: lock_webhook
+-- One webhook by id, locked for a read-modify-write.
+SELECT * FROM webhooks WHERE id = $1 FOR UPDATE;
+
+-- name: list_webhooks
+-- Newest first, after a cursor, optionally by enabled flag and by an event type they receive.
+SELECT * FROM webhooks
+WHERE ($1::text IS NULL OR id < $1)
+  AND ($2::boolean IS NULL OR enabled = $2)
+  AND ($3::text IS NULL OR EXISTS (
+        SELECT 1 FROM unnest(event_types) AS p
+        WHERE p = $3 OR p = '*'
+           OR (right(p, 2) = '.*' AND starts_with($3, left(p, -1)))))
+ORDER BY id DESC
+LIMIT $4;
+
+-- name: all_webhooks
+-- Every webhook, for export and for the in-memory registry.
+SELECT * FROM webhooks ORDER BY id;
+
+-- name: delete_webhook
+-- Remove a webhook (its secrets go with it).
+DELETE FROM webhooks WHERE id = $1 RETURNING id;
+
+-- name: cancel_unfinished
+-- A deleted webhook's pending deliveries are cancelled, not sent.
+UPDATE deliveries
+SET status = 'cancelled', next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL,
+    updated_at = now()
+WHERE webhook_id = $1 AND status IN ('created', 'retrying');
+
+-- name: set_enabled
+-- Enable (reason NULL) or disable (with a reason) a webhook.
+UPDATE webhooks
+SET enabled = $2,
+    disabled_reason = CASE WHEN $2 THEN NULL ELSE $3 END,
+    disabled_at = CASE WHEN $2 THEN NULL
+                       WHEN enabled THEN now()
+                       ELSE coalesce(disabled_at, now()) END,
+    updated_at = now()
+WHERE id = $1
+RETURNING *;
+
+-- name: current_secret
+-- The secret new signatures are made with.
+SELECT secret FROM webhook_secrets WHERE webhook_id = $1 AND expires_at IS NULL;
+
+-- name: retire_secret
+-- Rotation, step 1: the current secret keeps signing for the grace period ($2 seconds).
+UPDATE webhook_secrets
+SET expires_at = now() + make_interval(secs => $2)
+WHERE webhook_id = $1 AND expires_at IS NULL;
+
+-- name: prune_secrets
+-- Rotation, step 2: forget secrets whose grace period is over.
+DELETE FROM webhook_secrets WHERE webhook_id = $1 AND expires_at <= now();
+
+-- name: signing_secrets
+-- Every secret that signs right now, newest first.
+SELECT secret FROM webhook_secrets
+WHERE webhook_id = $1 AND (expires_at IS NULL OR expires_at > now())
+ORDER BY id DESC;
