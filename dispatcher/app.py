@@ -15,11 +15,26 @@ import structlog
 from aiohttp import web
 
 from dispatcher import db
-from dispatcher.api import event_types, health, webhooks
-from dispatcher.app_keys import DSN, POOL, SETTINGS, TOKENS
+from dispatcher.api import deliveries, event_types, events, health, webhooks
+from dispatcher.app_keys import (
+    DSN,
+    ENGINE,
+    INGESTOR,
+    LISTENER,
+    POOL,
+    REGISTRY,
+    SCHEDULER,
+    SETTINGS,
+    TOKENS,
+)
 from dispatcher.auth import Tokens, auth_middleware
 from dispatcher.config import Settings
+from dispatcher.engine import Engine
+from dispatcher.ingest import Ingestor
+from dispatcher.listener import Listener
 from dispatcher.problems import Handler, problem_middleware
+from dispatcher.registry import Registry
+from dispatcher.scheduler import Scheduler
 
 log = structlog.get_logger("dispatcher.api")
 
@@ -55,6 +70,33 @@ async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
     await pool.close()
 
 
+async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Registry, engine, scheduler, listener and ingestor, started and stopped in order."""
+    settings, pool = app[SETTINGS], app[POOL]
+    registry = Registry()
+    await registry.load(pool)
+    engine = Engine(settings, pool, registry)
+    scheduler = Scheduler(engine, pool)
+    listener = Listener(
+        app[DSN], pool, registry, engine, scheduler, settings.reload_interval_seconds
+    )
+    ingestor = Ingestor(pool, registry, engine)
+    app[REGISTRY], app[ENGINE], app[SCHEDULER] = registry, engine, scheduler
+    app[LISTENER], app[INGESTOR] = listener, ingestor
+    await engine.start()
+    listener.start()
+    scheduler.start()
+    ingestor.start()
+    log.info("engine_started", owner=engine.owner)
+    yield
+    # Shutdown: stop taking work, let attempts in flight finish, give back every lease.
+    await ingestor.stop()
+    await scheduler.stop()
+    await listener.stop()
+    await engine.stop(deadline=settings.delivery_timeout_seconds)
+    log.info("engine_stopped", owner=engine.owner)
+
+
 def create_app(settings: Settings, dsn: str, tokens: Tokens) -> web.Application:
     """Build the application; the database pool opens when the app starts."""
     app = web.Application(
@@ -65,7 +107,7 @@ def create_app(settings: Settings, dsn: str, tokens: Tokens) -> web.Application:
     app[DSN] = dsn
     app[TOKENS] = tokens
     app.cleanup_ctx.append(_pool_ctx)
-    app.add_routes(health.routes)
-    app.add_routes(webhooks.routes)
-    app.add_routes(event_types.routes)
+    app.cleanup_ctx.append(_engine_ctx)
+    for module in (health, webhooks, event_types, events, deliveries):
+        app.add_routes(module.routes)
     return app

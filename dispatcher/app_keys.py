@@ -7,8 +7,18 @@ from aiohttp import web
 
 from dispatcher.auth import Tokens
 from dispatcher.config import Settings
+from dispatcher.engine import Engine
+from dispatcher.ingest import Ingestor
+from dispatcher.listener import Listener
+from dispatcher.registry import Registry
+from dispatcher.scheduler import Scheduler
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 TOKENS = web.AppKey("tokens", Tokens)
 DSN = web.AppKey("dsn", str)
+REGISTRY = web.AppKey("registry", Registry)
+ENGINE = web.AppKey("engine", Engine)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
+INGESTOR = web.AppKey("ingestor", Ingestor)
+LISTENER = web.AppKey("listener", Listener)

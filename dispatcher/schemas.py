@@ -11,7 +11,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, Strict
 from yarl import URL
 
 from dispatcher import matching, signing
@@ -132,6 +132,9 @@ Timeout = Annotated[float, Field(gt=0, le=300)]
 RateLimit = Annotated[float, Field(gt=0, le=100000)]
 MaxInFlight = Annotated[int, Field(ge=1, le=100000)]
 EventTypeName = Annotated[str, AfterValidator(_check_name)]
+# Timestamps arrive as RFC 3339 strings, so this field alone is not strict.
+Timestamp = Annotated[AwareDatetime, Strict(False)]
+EventId = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:~-]+$")]
 
 
 class Body(BaseModel):
@@ -252,3 +255,94 @@ class ProblemOut(BaseModel):
     status: int
     detail: str
     errors: list[dict[str, str]] | None = None
+
+
+class EventIn(Body):
+    """One event to publish. ``id`` is the idempotency key; one is generated if absent."""
+
+    type: EventTypeName
+    data: Any = Field(..., description="Any JSON value; sent to receivers as is.")
+    id: EventId | None = None
+    occurred_at: Timestamp | None = None
+
+
+class EventBatchIn(Body):
+    """``POST /v1/events/batch``."""
+
+    events: Annotated[list[EventIn], Field(min_length=1, max_length=1000)]
+
+
+class EventAccepted(BaseModel):
+    """The answer for one published event."""
+
+    id: str
+    type: str
+    deliveries: int
+    duplicate: bool
+
+
+class EventBatchAccepted(BaseModel):
+    """One answer per event, in order."""
+
+    data: list[EventAccepted]
+
+
+class EventOut(BaseModel):
+    """A stored event with a count of its deliveries by status."""
+
+    id: str
+    type: str
+    data: Any
+    occurred_at: datetime
+    created_at: datetime
+    deliveries: dict[str, int]
+
+
+DeliveryStatus = Literal["created", "retrying", "success", "failed", "cancelled"]
+
+
+class AttemptOut(BaseModel):
+    """One HTTP attempt."""
+
+    number: int
+    started_at: datetime
+    duration_ms: float
+    status_code: int | None
+    response_body: str | None
+    error: str | None
+    url: str
+
+
+class DeliveryOut(BaseModel):
+    """A delivery of one event to one webhook."""
+
+    id: str
+    event_id: str
+    event_type: str
+    webhook_id: str
+    status: DeliveryStatus
+    attempt_count: int
+    created_at: datetime
+    last_attempt_at: datetime | None
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+
+
+class DeliveryDetail(DeliveryOut):
+    """A delivery with every attempt."""
+
+    attempts: list[AttemptOut]
+
+
+class ReplayIn(Body):
+    """``POST /v1/webhooks/{id}/replay``: re-queue deliveries with this status since a time."""
+
+    status: Literal["failed", "cancelled", "success"] = "failed"
+    since: Timestamp
+
+
+class CountOut(BaseModel):
+    """``{"count": n}``."""
+
+    count: int

@@ -12,6 +12,7 @@ import binascii
 import secrets as _random
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 
 from standardwebhooks.webhooks import Webhook
 
@@ -38,7 +39,13 @@ def secret_problem(secret: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=4096)
+def _signer(secret: str) -> Webhook:
+    # Decoding the secret is done once per secret, not once per request.
+    return Webhook(secret)
+
+
 def sign(secrets: Sequence[str], msg_id: str, timestamp: datetime, body: bytes) -> str:
     """The ``webhook-signature`` header value: one ``v1,`` signature per secret."""
     payload = body.decode()
-    return " ".join(Webhook(s).sign(msg_id, timestamp, payload) for s in secrets)
+    return " ".join(_signer(s).sign(msg_id, timestamp, payload) for s in secrets)

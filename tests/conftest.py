@@ -132,3 +132,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         skipped = reporter.stats.get("skipped", []) if reporter else []
         if skipped:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Any]:
+    """A real HTTP receiver on 127.0.0.1."""
+    from tests.receiver import Receiver
+
+    r = Receiver()
+    await r.start()
+    try:
+        yield r
+    finally:
+        await r.stop()

@@ -26,9 +26,19 @@ async def read_json(request: web.Request, max_bytes: int = 1024 * 1024) -> Any:
     """The request body parsed as JSON; 413 when too big, 400 when not JSON."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise Problem(413, f"The body is larger than {max_bytes} bytes.", slug="too-large")
-    body = await request.content.read(max_bytes + 1)
-    if len(body) > max_bytes:
-        raise Problem(413, f"The body is larger than {max_bytes} bytes.", slug="too-large")
+    # Read in chunks and stop as soon as the limit is passed: a chunked upload without a
+    # Content-Length is never buffered beyond the limit.
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(65536)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > max_bytes:
+            raise Problem(413, f"The body is larger than {max_bytes} bytes.", slug="too-large")
+        chunks.append(chunk)
+    body = b"".join(chunks)
     if not body.strip():
         raise Problem(400, "The request needs a JSON body.", slug="malformed")
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from dispatcher.api.common import json_response, read_model
-from dispatcher.app_keys import POOL
+from dispatcher.app_keys import POOL, REGISTRY
 from dispatcher.matching import name_problem
 from dispatcher.pagination import page_body, page_from_query
 from dispatcher.problems import Problem, not_found
@@ -13,6 +13,11 @@ from dispatcher.schemas import EventTypeCreate, EventTypePatch
 from dispatcher.store import event_types as store
 
 routes = web.RouteTableDef()
+
+
+async def changed(request: web.Request) -> None:
+    """Apply a catalogue change to this instance at once (others learn it through NOTIFY)."""
+    await request.app[REGISTRY].refresh_event_types(request.app[POOL])
 
 
 def _name(request: web.Request) -> str:
@@ -30,6 +35,7 @@ async def create_event_type(request: web.Request) -> web.Response:
         row = await store.create(conn, body)
     if row is None:
         raise Problem(409, f"Event type {body.name!r} already exists.", slug="conflict")
+    await changed(request)
     return json_response(row, status=201)
 
 
@@ -60,6 +66,7 @@ async def patch_event_type(request: web.Request) -> web.Response:
         row = await store.update(conn, name, body)
     if row is None:
         raise not_found("Event type", name)
+    await changed(request)
     return json_response(row)
 
 
@@ -70,4 +77,5 @@ async def delete_event_type(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         if not await store.delete(conn, name):
             raise not_found("Event type", name)
+    await changed(request)
     return web.Response(status=204)

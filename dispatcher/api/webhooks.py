@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from aiohttp import web
 
-from dispatcher import targets
+from dispatcher import ids, targets
+from dispatcher.api import deliveries as delivery_api
 from dispatcher.api.common import json_response, path_id, query_bool, read_model
-from dispatcher.app_keys import POOL, SETTINGS
+from dispatcher.app_keys import ENGINE, INGESTOR, POOL, REGISTRY, SCHEDULER, SETTINGS
+from dispatcher.fanout import Routing
+from dispatcher.ingest import NewEvent
 from dispatcher.matching import name_problem
 from dispatcher.pagination import page_body, page_from_query
 from dispatcher.problems import Problem, invalid, not_found
-from dispatcher.schemas import PATCH_NOT_NULL, WebhookCreate, WebhookPatch
+from dispatcher.schemas import PATCH_NOT_NULL, ReplayIn, WebhookCreate, WebhookPatch
+from dispatcher.store import deliveries as delivery_store
+from dispatcher.store import notify
 from dispatcher.store import webhooks as store
 
 routes = web.RouteTableDef()
@@ -35,6 +43,23 @@ async def check_target(request: web.Request, url: str) -> None:
         )
 
 
+async def changed(request: web.Request, webhook_id: str) -> None:
+    """Apply a change to this instance at once (others learn it through NOTIFY)."""
+    app = request.app
+    await app[REGISTRY].refresh_webhook(app[POOL], webhook_id)
+    app[ENGINE].webhook_changed(webhook_id)
+    app[SCHEDULER].wake.set()
+
+
+async def existing(request: web.Request) -> dict[str, Any]:
+    """The webhook named in the path, or a 404."""
+    webhook_id = path_id(request, "Webhook")
+    webhook = await store.get(request.app[POOL], webhook_id)
+    if webhook is None:
+        raise not_found("Webhook", webhook_id)
+    return webhook
+
+
 @routes.post("/v1/webhooks")
 async def create_webhook(request: web.Request) -> web.Response:
     """Register a webhook; the answer includes its signing secret."""
@@ -42,6 +67,7 @@ async def create_webhook(request: web.Request) -> web.Response:
     await check_target(request, body.url)
     async with request.app[POOL].acquire() as conn:
         webhook = await store.create(conn, body)
+    await changed(request, webhook["id"])
     return json_response(webhook, status=201)
 
 
@@ -97,6 +123,7 @@ async def patch_webhook(request: web.Request) -> web.Response:
         webhook = await store.update(conn, webhook_id, changes)
     if webhook is None:
         raise not_found("Webhook", webhook_id)
+    await changed(request, webhook_id)
     return json_response(webhook)
 
 
@@ -107,6 +134,7 @@ async def delete_webhook(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         if not await store.delete(conn, webhook_id):
             raise not_found("Webhook", webhook_id)
+    await changed(request, webhook_id)
     return web.Response(status=204)
 
 
@@ -116,6 +144,7 @@ async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
         webhook = await store.set_enabled(conn, webhook_id, enabled, "manual")
     if webhook is None:
         raise not_found("Webhook", webhook_id)
+    await changed(request, webhook_id)
     return json_response(webhook)
 
 
@@ -150,4 +179,43 @@ async def rotate_secret(request: web.Request) -> web.Response:
         secret = await store.rotate_secret(conn, webhook_id, grace)
     if secret is None:
         raise not_found("Webhook", webhook_id)
+    await changed(request, webhook_id)
     return json_response({"secret": secret})
+
+
+@routes.post("/v1/webhooks/{id}/ping")
+async def ping_webhook(request: web.Request) -> web.Response:
+    """Send a ``webhook.ping`` event to this webhook only."""
+    webhook = await existing(request)
+    if not webhook["enabled"]:
+        raise Problem(409, "The webhook is disabled; enable it to ping it.", slug="conflict")
+    event = NewEvent(
+        id=ids.event_id(),
+        type="webhook.ping",
+        data_json=orjson.dumps({"webhook_id": webhook["id"], "message": "ping"}),
+        occurred_at=datetime.now(UTC),
+        routing=Routing(only=webhook["id"]),
+    )
+    [answer] = await request.app[INGESTOR].submit([event])
+    return json_response(answer.as_dict(), status=202)
+
+
+@routes.post("/v1/webhooks/{id}/replay")
+async def replay_webhook(request: web.Request) -> web.Response:
+    """Re-queue this webhook's deliveries with ``status`` created since ``since``."""
+    webhook = await existing(request)
+    body = await read_model(request, ReplayIn)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        count = await delivery_store.replay(
+            conn, webhook["id"], body.status, body.since, webhook["enabled"]
+        )
+        await notify(conn, "wake")
+    request.app[SCHEDULER].wake.set()
+    return json_response({"count": count}, status=202)
+
+
+@routes.get("/v1/webhooks/{id}/deliveries")
+async def webhook_deliveries(request: web.Request) -> web.Response:
+    """This webhook's deliveries, newest first (``?status=``, ``?event_id=`` filter)."""
+    webhook = await existing(request)
+    return await delivery_api.list_response(request, webhook["id"])

@@ -10,7 +10,7 @@ import asyncpg
 from dispatcher import ids, signing
 from dispatcher.db import load_queries
 from dispatcher.schemas import WebhookCreate
-from dispatcher.store import Conn, Executor, notify
+from dispatcher.store import Conn, Executor, deliveries, notify
 
 Q = load_queries(Path(__file__).with_suffix(".sql"))
 
@@ -105,6 +105,7 @@ async def update(conn: Conn, webhook_id: str, changes: dict[str, Any]) -> dict[s
         assert row is not None
         if "enabled" in changes and changes["enabled"] != row["enabled"]:
             row = await conn.fetchrow(Q["set_enabled"], webhook_id, changes["enabled"], "manual")
+            await (deliveries.resume if changes["enabled"] else deliveries.hold)(conn, webhook_id)
         await notify(conn, "webhook", id=webhook_id)
     assert row is not None
     return to_api(row)
@@ -117,6 +118,7 @@ async def set_enabled(
     async with conn.transaction():
         row = await conn.fetchrow(Q["set_enabled"], webhook_id, enabled, reason)
         if row is not None:
+            await (deliveries.resume if enabled else deliveries.hold)(conn, webhook_id)
             await notify(conn, "webhook", id=webhook_id)
     return to_api(row) if row else None
 

@@ -1,0 +1,110 @@
+"""``/v1/events``: ingestion (single and batch) and the event log."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from dispatcher import ids
+from dispatcher.api.common import json_response, path_id, read_json
+from dispatcher.app_keys import INGESTOR, POOL, SETTINGS
+from dispatcher.ingest import NewEvent
+from dispatcher.matching import name_problem
+from dispatcher.pagination import encode_cursor, page_from_query
+from dispatcher.problems import Problem, invalid, not_found
+from dispatcher.schemas import EventBatchIn, EventIn
+from dispatcher.store.events import Q
+
+routes = web.RouteTableDef()
+
+BATCH_MAX_BYTES = 64 * 1024 * 1024
+
+
+def _check_enabled(request: web.Request) -> None:
+    if not request.app[SETTINGS].events_enabled:
+        raise Problem(
+            503,
+            "Event ingestion is switched off (DISPATCHER_EVENTS_ENABLED=false).",
+            slug="ingestion-disabled",
+            headers={"Retry-After": "60"},
+        )
+
+
+def to_new_event(event: EventIn, max_bytes: int, field: str = "data") -> NewEvent:
+    """A validated event, serialized once, ready for the ingestor."""
+    data_json = orjson.dumps(event.data)
+    if len(data_json) > max_bytes:
+        raise Problem(413, f"{field} is larger than {max_bytes} bytes.", slug="too-large")
+    return NewEvent(
+        id=event.id or ids.event_id(),
+        type=event.type,
+        data_json=data_json,
+        occurred_at=event.occurred_at or datetime.now(UTC),
+    )
+
+
+@routes.post("/v1/events")
+async def publish(request: web.Request) -> web.Response:
+    """Accept one event: 202 once it and its deliveries are committed."""
+    _check_enabled(request)
+    max_bytes = request.app[SETTINGS].max_payload_bytes
+    event = EventIn.model_validate(await read_json(request, max_bytes))
+    [answer] = await request.app[INGESTOR].submit([to_new_event(event, max_bytes)])
+    return json_response(answer.as_dict(), status=202)
+
+
+@routes.post("/v1/events/batch")
+async def publish_batch(request: web.Request) -> web.Response:
+    """Accept up to 1,000 events in one request; one answer per event, in order."""
+    _check_enabled(request)
+    max_bytes = request.app[SETTINGS].max_payload_bytes
+    raw = await read_json(request, min(BATCH_MAX_BYTES, max_bytes * 1000))
+    batch = EventBatchIn.model_validate(raw)
+    events = [
+        to_new_event(e, max_bytes, field=f"events[{i}].data") for i, e in enumerate(batch.events)
+    ]
+    answers = await request.app[INGESTOR].submit(events)
+    return json_response({"data": [a.as_dict() for a in answers]}, status=202)
+
+
+def _event(row: Any) -> dict[str, Any]:
+    return dict(row)
+
+
+@routes.get("/v1/events")
+async def list_events(request: web.Request) -> web.Response:
+    """Events, newest first; ``?type=`` filters."""
+    page = page_from_query(request.query)
+    event_type = request.query.get("type") or None
+    if event_type is not None and name_problem(event_type):
+        raise invalid("type", name_problem(event_type) or "")
+    after_ts: datetime | None = None
+    after_id: str | None = None
+    if page.after is not None:
+        stamp, _, after_id = page.after.partition("|")
+        try:
+            after_ts = datetime.fromisoformat(stamp)
+        except ValueError:
+            raise invalid("cursor", "not a cursor returned by this API") from None
+    rows = await request.app[POOL].fetch(
+        Q["list_events"], after_ts, after_id, event_type, page.limit + 1
+    )
+    data = [_event(r) for r in rows[: page.limit]]
+    next_cursor = None
+    if len(rows) > page.limit and data:
+        last = data[-1]
+        next_cursor = encode_cursor(f"{last['created_at'].isoformat()}|{last['id']}")
+    return json_response({"data": data, "next_cursor": next_cursor})
+
+
+@routes.get("/v1/events/{id}")
+async def get_event(request: web.Request) -> web.Response:
+    """One event with a count of its deliveries by status."""
+    event_id = path_id(request, "Event")
+    row = await request.app[POOL].fetchrow(Q["get_event"], event_id)
+    if row is None:
+        raise not_found("Event", event_id)
+    return json_response(_event(row))

@@ -1,0 +1,403 @@
+"""The delivery engine: thousands of concurrent attempts on one event loop.
+
+Work arrives leased to this instance, either in-process from ingestion (no second read) or
+from the scheduler's claim query. Each webhook has a lane: a queue plus its own in-flight
+count and token bucket, so a slow or rate-limited endpoint only ever waits on itself. A global
+cap bounds the total in flight. Outcomes go to the :class:`OutcomeBuffer` (batched writes);
+leases of everything held in memory are renewed in bulk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import asyncpg
+import structlog
+from yarl import URL
+
+from dispatcher import retry, sender
+from dispatcher.config import Settings
+from dispatcher.db import DB_UNAVAILABLE
+from dispatcher.jobs import Job, Payload
+from dispatcher.outcomes import Outcome, OutcomeBuffer
+from dispatcher.registry import Registry, WebhookSpec
+from dispatcher.store.deliveries import Q
+
+log = structlog.get_logger("dispatcher.delivery")
+
+# Bounds on what one instance holds in memory.
+GLOBAL_IN_FLIGHT = 10_000
+LANE_QUEUE_LIMIT = 5_000
+CLAIM_BATCH = 1_000
+
+
+def instance_id() -> str:
+    """A name for this process, unique enough to own leases."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclass
+class Lane:
+    """One webhook's queue and limits."""
+
+    webhook_id: str
+    queue: deque[Job] = field(default_factory=deque)
+    in_flight: int = 0
+    tokens: float = 1.0
+    refilled: float = field(default_factory=time.monotonic)
+    timer: asyncio.TimerHandle | None = None
+
+
+class Engine:
+    """Runs attempts for leased jobs and records their outcomes."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        registry: Registry,
+        *,
+        owner: str | None = None,
+        global_in_flight: int = GLOBAL_IN_FLIGHT,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.registry = registry
+        self.owner = owner or instance_id()
+        self.global_in_flight = global_in_flight
+        self.policy = retry.RetryPolicy(
+            max_retries=settings.max_retries,
+            base_seconds=settings.retry_base_seconds,
+            max_delay_seconds=settings.retry_max_delay_seconds,
+            max_age_seconds=settings.max_age_seconds,
+        )
+        self.lanes: dict[str, Lane] = {}
+        self.leased: set[str] = set()
+        self.in_flight = 0
+        self.queued = 0
+        self.running = False
+        self._waiting_for_global: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._renewer: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.outcomes = OutcomeBuffer(pool, self.owner, on_flushed=self._flushed)
+        # Set by the scheduler so that retries written to the database wake it.
+        self.wake_scheduler: asyncio.Event | None = None
+        self._gone_tasks: set[str] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the HTTP session and start the background writers."""
+        self._session = sender.create_session(self.settings.allow_private_targets)
+        self.outcomes.start()
+        self._renewer = asyncio.get_running_loop().create_task(self._renew_leases(), name="leases")
+        self.running = True
+
+    async def stop(self, deadline: float = 10.0) -> None:
+        """Stop taking work, let attempts in flight finish until ``deadline``, release the rest."""
+        self.running = False
+        queued = [job for lane in self.lanes.values() for job in lane.queue]
+        for lane in self.lanes.values():
+            lane.queue.clear()
+            if lane.timer:
+                lane.timer.cancel()
+        self.queued = 0
+        await self.release([j.delivery_id for j in queued])
+        if self._tasks:
+            _, pending = await asyncio.wait(list(self._tasks), timeout=deadline)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=2)
+        await self.outcomes.close()
+        # Anything still leased (attempts cut off at the deadline) goes back to the queue.
+        await self.release(list(self.leased))
+        if self._renewer:
+            self._renewer.cancel()
+        if self._session:
+            await self._session.close()
+
+    async def release(self, ids: list[str]) -> None:
+        """Give leases back so another instance (or a later claim) sends these."""
+        if not ids:
+            return
+        try:
+            await self.pool.execute(Q["release_leases"], ids, self.owner)
+        except DB_UNAVAILABLE as exc:
+            log.warning("lease_release_failed", error=str(exc), count=len(ids))
+        self.leased.difference_update(ids)
+
+    # -- intake ------------------------------------------------------------------------------
+
+    def accepts(self, webhook_id: str) -> bool:
+        """Whether ingestion may hand this webhook's new deliveries to us in-process."""
+        if not self.running:
+            return False
+        lane = self.lanes.get(webhook_id)
+        return lane is None or len(lane.queue) < LANE_QUEUE_LIMIT
+
+    def saturated_lanes(self) -> list[str]:
+        """Webhooks whose queues are full; the scheduler claims nothing for them."""
+        return [w for w, lane in self.lanes.items() if len(lane.queue) >= LANE_QUEUE_LIMIT]
+
+    def claim_capacity(self) -> int:
+        """How many more jobs the scheduler should claim right now."""
+        room = 2 * self.global_in_flight - (self.queued + self.in_flight)
+        return max(0, min(CLAIM_BATCH, room))
+
+    def submit(self, jobs: Iterable[Job]) -> None:
+        """Take leased jobs and start sending as limits allow."""
+        touched: dict[str, Lane] = {}
+        for job in jobs:
+            lane = self.lanes.get(job.webhook_id)
+            if lane is None:
+                lane = self.lanes[job.webhook_id] = Lane(job.webhook_id)
+            lane.queue.append(job)
+            self.leased.add(job.delivery_id)
+            self.queued += 1
+            touched[job.webhook_id] = lane
+        if touched:
+            self._idle.clear()
+        for lane in touched.values():
+            self._pump(lane)
+
+    def forget(self, delivery_id: str) -> None:
+        """Drop a queued job (it was cancelled); one already in flight finishes."""
+        for lane in self.lanes.values():
+            for job in lane.queue:
+                if job.delivery_id == delivery_id:
+                    lane.queue.remove(job)
+                    self.queued -= 1
+                    self.leased.discard(delivery_id)
+                    return
+
+    def webhook_changed(self, webhook_id: str) -> None:
+        """Apply a registration change to the lane: pump it, or give back its queue."""
+        lane = self.lanes.get(webhook_id)
+        if lane is not None:
+            self._pump(lane)
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _pump(self, lane: Lane) -> None:
+        if not self.running:
+            return
+        spec = self.registry.webhooks.get(lane.webhook_id)
+        if spec is None or not spec.enabled:
+            self._return_queue(lane)
+            return
+        rate = spec.rate_limit_per_second
+        while lane.queue:
+            if self.in_flight >= self.global_in_flight:
+                self._waiting_for_global.add(lane.webhook_id)
+                return
+            if spec.max_in_flight is not None and lane.in_flight >= spec.max_in_flight:
+                return
+            if rate is not None:
+                now = time.monotonic()
+                lane.tokens = min(max(rate, 1.0), lane.tokens + (now - lane.refilled) * rate)
+                lane.refilled = now
+                if lane.tokens < 1.0:
+                    if lane.timer is None:
+                        delay = (1.0 - lane.tokens) / rate
+                        lane.timer = asyncio.get_running_loop().call_later(
+                            delay, self._timer_fired, lane
+                        )
+                    return
+                lane.tokens -= 1.0
+            job = lane.queue.popleft()
+            self.queued -= 1
+            lane.in_flight += 1
+            self.in_flight += 1
+            task = asyncio.get_running_loop().create_task(self._attempt(lane, spec, job))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _timer_fired(self, lane: Lane) -> None:
+        lane.timer = None
+        self._pump(lane)
+
+    def _return_queue(self, lane: Lane) -> None:
+        """A disabled or deleted webhook's queued jobs go back to the database."""
+        if not lane.queue:
+            return
+        ids = [j.delivery_id for j in lane.queue]
+        self.queued -= len(ids)
+        lane.queue.clear()
+        task = asyncio.get_running_loop().create_task(self.release(ids))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _finished(self, lane: Lane) -> None:
+        lane.in_flight -= 1
+        self.in_flight -= 1
+        self._pump(lane)
+        if self._waiting_for_global and self.in_flight < self.global_in_flight:
+            waiting, self._waiting_for_global = self._waiting_for_global, set()
+            for webhook_id in waiting:
+                other = self.lanes.get(webhook_id)
+                if other is not None:
+                    self._pump(other)
+        if not lane.queue and lane.in_flight == 0 and lane.timer is None:
+            self.lanes.pop(lane.webhook_id, None)
+        if self.in_flight == 0 and self.queued == 0:
+            self._idle.set()
+
+    async def _attempt(self, lane: Lane, spec: WebhookSpec, job: Job) -> None:
+        try:
+            await self._send(spec, job)
+        except Exception:
+            log.exception("attempt_crashed", delivery_id=job.delivery_id)
+        finally:
+            self._finished(lane)
+
+    async def _send(self, spec: WebhookSpec, job: Job) -> None:
+        assert self._session is not None
+        settings = self.settings
+        body = job.payload.envelope(spec.include_payload)
+        now = datetime.now(UTC)
+        headers = sender.build_headers(
+            spec.headers, spec.signing_secrets(now), job.payload.id, now, body
+        )
+        timeout = spec.timeout_seconds or settings.delivery_timeout_seconds
+        result = await sender.send(
+            self._session,
+            url=spec.url,
+            headers=headers,
+            body=body,
+            timeout=timeout,
+            allow_private=settings.allow_private_targets,
+        )
+        number = job.attempt_count + 1
+        finished_at = datetime.now(UTC)
+        decision = retry.decide(
+            self.policy,
+            status=result.status_code,
+            retries_done=job.attempt_count - job.attempts_base,
+            max_retries=spec.max_retries,
+            age_seconds=(finished_at - job.age_from).total_seconds(),
+            retry_after=retry.parse_retry_after(result.retry_after, finished_at),
+        )
+        if decision.verdict is retry.Verdict.SUCCESS:
+            status, next_at = "success", None
+        elif decision.verdict is retry.Verdict.RETRY:
+            status, next_at = "retrying", finished_at + timedelta(seconds=decision.delay)
+        else:
+            status, next_at = "failed", None
+        self.outcomes.add(
+            Outcome(
+                delivery_id=job.delivery_id,
+                webhook_id=spec.id,
+                status=status,
+                number=number,
+                started_at=result.started_at,
+                duration_ms=result.duration_ms,
+                status_code=result.status_code,
+                response_body=result.response_body,
+                error=result.error or (decision.reason if status == "failed" else None),
+                url=spec.url,
+                next_attempt_at=next_at,
+            )
+        )
+        self.leased.discard(job.delivery_id)
+        fields = {
+            "event_id": job.payload.id,
+            "delivery_id": job.delivery_id,
+            "webhook_id": spec.id,
+            "attempt": number,
+            "host": URL(spec.url).host,
+            "status_code": result.status_code,
+            "error": result.error,
+            "duration_ms": round(result.duration_ms, 1),
+            "outcome": status,
+        }
+        code = result.status_code
+        if code is not None and code < 500 and code not in (408, 429) and not 200 <= code < 300:
+            log.warning(
+                "delivery_rejected", response_body=(result.response_body or "")[:1024], **fields
+            )
+        elif status == "failed":
+            log.warning("delivery_failed", **fields)
+        else:
+            log.info("delivery_attempt", **fields)
+        if decision.disable_gone:
+            self._disable_gone(spec.id)
+
+    def _disable_gone(self, webhook_id: str) -> None:
+        if webhook_id in self._gone_tasks:
+            return
+        self._gone_tasks.add(webhook_id)
+
+        async def run() -> None:
+            from dispatcher.store import webhooks as webhook_store
+
+            try:
+                async with self.pool.acquire() as conn:
+                    await webhook_store.set_enabled(conn, webhook_id, False, "gone")
+                    await self.registry.refresh_webhook(conn, webhook_id)
+                log.warning("webhook_disabled", webhook_id=webhook_id, reason="gone")
+            except DB_UNAVAILABLE as exc:
+                log.warning("webhook_disable_failed", webhook_id=webhook_id, error=str(exc))
+            finally:
+                self._gone_tasks.discard(webhook_id)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _flushed(self, batch: list[Outcome]) -> None:
+        # A retry written to the database may be due before the scheduler's next look.
+        if self.wake_scheduler is not None and any(o.next_attempt_at for o in batch):
+            self.wake_scheduler.set()
+
+    # -- leases -----------------------------------------------------------------------------
+
+    async def _renew_leases(self) -> None:
+        interval = max(1.0, self.settings.lease_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            ids = list(self.leased)
+            for i in range(0, len(ids), 5000):
+                try:
+                    await self.pool.execute(
+                        Q["renew_leases"],
+                        ids[i : i + 5000],
+                        self.owner,
+                        self.settings.lease_seconds,
+                    )
+                except DB_UNAVAILABLE as exc:
+                    log.warning("lease_renewal_failed", error=str(exc))
+                    break
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until nothing is queued or in flight (tests, shutdown)."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+def job_from_row(row: asyncpg.Record) -> Job:
+    """A claimed delivery row (with its event) as a :class:`Job`."""
+    payload = Payload(row["event_id"], row["event_type"], row["occurred_at"], row["data"].encode())
+    return Job(
+        delivery_id=row["id"],
+        webhook_id=row["webhook_id"],
+        payload=payload,
+        attempt_count=row["attempt_count"],
+        attempts_base=row["attempts_base"],
+        age_from=row["age_from"],
+    )

@@ -1,0 +1,147 @@
+"""Batched outcome writes: attempt rows and delivery updates, many per round trip.
+
+Every finished attempt is appended here; a single writer flushes when the buffer reaches
+``max_batch`` or ``max_delay`` after the first item, in one transaction of two statements.
+Until the flush the delivery is still leased to this instance, so a crash in between means the
+attempt is made again (at-least-once), never that it is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+import structlog
+
+from dispatcher.db import DB_UNAVAILABLE
+from dispatcher.store.deliveries import Q
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One attempt and the delivery state it led to."""
+
+    delivery_id: str
+    webhook_id: str
+    status: str  # the delivery's new status
+    number: int  # this attempt's number (also the new attempt_count)
+    started_at: datetime
+    duration_ms: float
+    status_code: int | None
+    response_body: str | None
+    error: str | None
+    url: str
+    next_attempt_at: datetime | None
+
+
+class OutcomeBuffer:
+    """Collects outcomes and writes them in batches."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        owner: str,
+        *,
+        max_batch: int = 1000,
+        max_delay: float = 0.01,
+        on_flushed: Callable[[list[Outcome]], None] | None = None,
+    ) -> None:
+        self._pool = pool
+        self._owner = owner
+        self._max_batch = max_batch
+        self._max_delay = max_delay
+        self._on_flushed = on_flushed
+        self._items: list[Outcome] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        """Start the writer task."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="outcome-writer")
+
+    def add(self, outcome: Outcome) -> None:
+        """Queue an outcome for the next flush."""
+        self._items.append(outcome)
+        self._idle.clear()
+        self._wake.set()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            await self._wake.wait()
+            if not self._closing and len(self._items) < self._max_batch:
+                # Let concurrent attempts join this batch.
+                await asyncio.sleep(self._max_delay)
+            batch = self._items[: self._max_batch]
+            try:
+                await self._write(batch)
+            except DB_UNAVAILABLE as exc:
+                log.warning("outcome_write_failed", error=str(exc), pending=len(self._items))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            del self._items[: len(batch)]
+            if self._on_flushed is not None:
+                self._on_flushed(batch)
+            if not self._items:
+                self._wake.clear()
+                self._idle.set()
+                if self._closing:
+                    return
+
+    async def _write(self, batch: list[Outcome]) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                Q["record_attempts"],
+                [o.delivery_id for o in batch],
+                [o.number for o in batch],
+                [o.webhook_id for o in batch],
+                [o.started_at for o in batch],
+                [o.duration_ms for o in batch],
+                [o.status_code for o in batch],
+                [o.response_body for o in batch],
+                [o.error for o in batch],
+                [o.url for o in batch],
+            )
+            await conn.execute(
+                Q["record_outcomes"],
+                [o.delivery_id for o in batch],
+                [o.status for o in batch],
+                [o.number for o in batch],
+                [o.started_at for o in batch],
+                [o.next_attempt_at for o in batch],
+                [o.status_code for o in batch],
+                [o.error for o in batch],
+                self._owner,
+            )
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until everything queued so far is written; False on timeout."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Flush what is left and stop the writer."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            except TimeoutError:
+                log.error("outcome_writer_timeout", unwritten=len(self._items))
+                self._task.cancel()

@@ -1,0 +1,119 @@
+"""The in-memory registry of webhooks and event types that fan-out and sending read.
+
+Loaded whole at start, refreshed per webhook when a change is NOTIFYed (or made by this
+instance), and reloaded whole every ``DISPATCHER_RELOAD_INTERVAL_SECONDS`` as a fallback.
+Reads are plain dict lookups on the event loop: no locks, no database round trip per event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+
+from dispatcher.matching import Matcher
+from dispatcher.store import Executor
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSpec:
+    """What the engine needs to know about one webhook."""
+
+    id: str
+    url: str
+    matcher: Matcher
+    enabled: bool
+    headers: tuple[tuple[str, str], ...]
+    include_payload: bool
+    max_retries: int | None
+    timeout_seconds: float | None
+    rate_limit_per_second: float | None
+    max_in_flight: int | None
+    # (secret, expires_at or None), newest first.
+    secrets: tuple[tuple[str, datetime | None], ...] = ()
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """Secrets valid at ``now``: the current one plus any still in their grace period."""
+        return [s for s, exp in self.secrets if exp is None or exp > now]
+
+
+_WEBHOOKS_SQL = """
+SELECT w.*, coalesce(
+    (SELECT array_agg(s.secret || ' ' || coalesce(extract(epoch FROM s.expires_at)::text, '')
+                      ORDER BY s.id DESC)
+     FROM webhook_secrets s
+     WHERE s.webhook_id = w.id AND (s.expires_at IS NULL OR s.expires_at > now())),
+    '{}') AS secret_list
+FROM webhooks w
+"""
+
+
+def _spec(row: asyncpg.Record) -> WebhookSpec:
+    secrets = []
+    for item in row["secret_list"]:
+        secret, _, expires = item.partition(" ")
+        secrets.append((secret, datetime.fromtimestamp(float(expires), UTC) if expires else None))
+    return WebhookSpec(
+        id=row["id"],
+        url=row["url"],
+        matcher=Matcher.compile(row["event_types"]),
+        enabled=row["enabled"],
+        headers=tuple((str(k), str(v)) for k, v in row["headers"].items()),
+        include_payload=row["include_payload"],
+        max_retries=row["max_retries"],
+        timeout_seconds=row["timeout_seconds"],
+        rate_limit_per_second=row["rate_limit_per_second"],
+        max_in_flight=row["max_in_flight"],
+        secrets=tuple(secrets),
+    )
+
+
+@dataclass
+class Registry:
+    """Webhooks by id and the catalogue's disabled event types."""
+
+    webhooks: dict[str, WebhookSpec] = field(default_factory=dict)
+    disabled_types: frozenset[str] = frozenset()
+    # Fan-out answers per event type, dropped whenever anything changes.
+    _by_type: dict[str, list[WebhookSpec]] = field(default_factory=dict)
+
+    async def load(self, conn: Executor) -> None:
+        """Replace everything with the database's current state."""
+        rows = await conn.fetch(_WEBHOOKS_SQL + " ORDER BY w.id")
+        types = await conn.fetch("SELECT name FROM event_types WHERE NOT enabled")
+        self.webhooks = {r["id"]: _spec(r) for r in rows}
+        self.disabled_types = frozenset(r["name"] for r in types)
+        self._by_type.clear()
+
+    async def refresh_webhook(self, conn: Executor, webhook_id: str) -> WebhookSpec | None:
+        """Re-read one webhook (None and forgotten if it no longer exists)."""
+        row = await conn.fetchrow(_WEBHOOKS_SQL + " WHERE w.id = $1", webhook_id)
+        self._by_type.clear()
+        if row is None:
+            self.webhooks.pop(webhook_id, None)
+            return None
+        spec = _spec(row)
+        self.webhooks[webhook_id] = spec
+        return spec
+
+    async def refresh_event_types(self, conn: Executor) -> None:
+        """Re-read the catalogue's disabled types."""
+        types = await conn.fetch("SELECT name FROM event_types WHERE NOT enabled")
+        self.disabled_types = frozenset(r["name"] for r in types)
+        self._by_type.clear()
+
+    def targets(self, event_type: str) -> list[WebhookSpec]:
+        """Enabled webhooks that receive events of this type (none if the type is disabled)."""
+        found = self._by_type.get(event_type)
+        if found is None:
+            if event_type in self.disabled_types:
+                found = []
+            else:
+                found = [
+                    w for w in self.webhooks.values() if w.enabled and w.matcher.matches(event_type)
+                ]
+            if len(self._by_type) > 10000:  # unbounded type names must not grow memory forever
+                self._by_type.clear()
+            self._by_type[event_type] = found
+        return found

@@ -1,0 +1,93 @@
+"""Deliveries (the queue and the log) and their attempts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from dispatcher.db import load_queries
+from dispatcher.store import Conn, Executor
+
+Q = load_queries(Path(__file__).with_suffix(".sql"))
+
+# Columns the API shows for a delivery.
+API_FIELDS = (
+    "id",
+    "event_id",
+    "event_type",
+    "webhook_id",
+    "status",
+    "attempt_count",
+    "created_at",
+    "last_attempt_at",
+    "next_attempt_at",
+    "last_status_code",
+    "last_error",
+)
+UNFINISHED = ("created", "retrying")
+
+
+def to_api(row: asyncpg.Record) -> dict[str, Any]:
+    """A delivery row as the API shows it."""
+    out = {k: row[k] for k in API_FIELDS}
+    if out["status"] not in UNFINISHED:
+        out["next_attempt_at"] = None
+    return out
+
+
+async def get(
+    conn: Executor, delivery_id: str, *, with_attempts: bool = False
+) -> dict[str, Any] | None:
+    """One delivery, optionally with ``attempts``."""
+    row = await conn.fetchrow(Q["get_delivery"], delivery_id)
+    if row is None:
+        return None
+    out = to_api(row)
+    if with_attempts:
+        out["attempts"] = [dict(a) for a in await conn.fetch(Q["delivery_attempts"], delivery_id)]
+    return out
+
+
+async def list_page(
+    conn: Executor,
+    *,
+    after: str | None,
+    limit: int,
+    webhook_id: str | None = None,
+    event_id: str | None = None,
+    status: str | None = None,
+) -> list[dict[str, Any]]:
+    """Newest first, filtered."""
+    rows = await conn.fetch(Q["list_deliveries"], after, webhook_id, event_id, status, limit)
+    return [to_api(r) for r in rows]
+
+
+async def retry(conn: Executor, delivery_id: str) -> asyncpg.Record | None:
+    """Schedule an immediate attempt; None when missing or already successful."""
+    return await conn.fetchrow(Q["retry_delivery"], delivery_id)
+
+
+async def cancel(conn: Executor, delivery_id: str) -> asyncpg.Record | None:
+    """Cancel a waiting delivery; None when missing or finished."""
+    return await conn.fetchrow(Q["cancel_delivery"], delivery_id)
+
+
+async def replay(
+    conn: Executor, webhook_id: str, status: str, since: datetime, enabled: bool
+) -> int:
+    """Re-queue a webhook's deliveries with ``status`` created since ``since``."""
+    result = await conn.execute(Q["replay_webhook"], webhook_id, status, since, enabled)
+    return int(result.split()[-1])
+
+
+async def hold(conn: Conn, webhook_id: str) -> None:
+    """A webhook was disabled: hold its waiting deliveries."""
+    await conn.execute(Q["hold_webhook"], webhook_id)
+
+
+async def resume(conn: Conn, webhook_id: str) -> None:
+    """A webhook was enabled: its held deliveries come due."""
+    await conn.execute(Q["resume_webhook"], webhook_id)

@@ -1,0 +1,151 @@
+-- name: insert_deliveries
+-- Group commit, step 2: the fan-out rows. Leased rows ($5 true) were handed to this instance's
+-- engine in-process; the others wait for a scheduler to claim them.
+INSERT INTO deliveries (id, event_id, webhook_id, event_type, next_attempt_at, due_at,
+                        lease_owner, lease_until)
+SELECT d.id, d.event_id, d.webhook_id, d.event_type, now(),
+       CASE WHEN d.leased THEN now() + make_interval(secs => $7) ELSE now() END,
+       CASE WHEN d.leased THEN $6 END,
+       CASE WHEN d.leased THEN now() + make_interval(secs => $7) END
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[])
+     AS d(id, event_id, webhook_id, event_type, leased);
+
+-- name: claim_due
+-- The claim: lease up to $2 due deliveries of enabled webhooks not in $3 (lanes that are full).
+-- SKIP LOCKED lets several instances claim at once without waiting on each other.
+WITH due AS (
+    SELECT d.id
+    FROM deliveries d
+    JOIN webhooks w ON w.id = d.webhook_id AND w.enabled
+    WHERE d.status IN ('created', 'retrying')
+      AND d.due_at <= now()
+      AND NOT (d.webhook_id = ANY($3::text[]))
+    ORDER BY d.due_at
+    LIMIT $2
+    FOR UPDATE OF d SKIP LOCKED
+)
+UPDATE deliveries d
+SET lease_owner = $1,
+    lease_until = now() + make_interval(secs => $4),
+    due_at = now() + make_interval(secs => $4)
+FROM due, events e
+WHERE d.id = due.id AND e.id = d.event_id
+RETURNING d.id, d.event_id, d.webhook_id, d.event_type, d.attempt_count, d.attempts_base,
+          coalesce(d.requeued_at, d.created_at) AS age_from, e.data::text AS data,
+          e.occurred_at;
+
+-- name: next_due
+-- Seconds until the earliest due time of unfinished work (NULL when there is none).
+SELECT extract(epoch FROM min(due_at) - now())::float8 FROM deliveries
+WHERE status IN ('created', 'retrying') AND due_at IS NOT NULL;
+
+-- name: park_held
+-- Deliveries of disabled webhooks wait with due_at NULL (not claimable, not counted as due).
+UPDATE deliveries d
+SET due_at = NULL, lease_owner = NULL, lease_until = NULL
+FROM webhooks w
+WHERE w.id = d.webhook_id AND NOT w.enabled
+  AND d.status IN ('created', 'retrying') AND d.due_at <= now();
+
+-- name: hold_webhook
+-- A webhook was disabled: its waiting deliveries are held (in-flight ones finish first).
+UPDATE deliveries
+SET due_at = NULL
+WHERE webhook_id = $1 AND status IN ('created', 'retrying') AND lease_owner IS NULL;
+
+-- name: resume_webhook
+-- A webhook was enabled: its held deliveries come due again.
+UPDATE deliveries
+SET due_at = greatest(coalesce(next_attempt_at, now()), now()), updated_at = now()
+WHERE webhook_id = $1 AND status IN ('created', 'retrying') AND due_at IS NULL;
+
+-- name: renew_leases
+-- Keep owning what this instance is still working on.
+UPDATE deliveries
+SET lease_until = now() + make_interval(secs => $3),
+    due_at = now() + make_interval(secs => $3)
+WHERE id = ANY($1::text[]) AND lease_owner = $2 AND status IN ('created', 'retrying');
+
+-- name: release_leases
+-- Give work back (shutdown, or a lane that cannot take it): due again at once elsewhere.
+UPDATE deliveries d
+SET lease_owner = NULL, lease_until = NULL,
+    due_at = CASE WHEN w.enabled THEN greatest(coalesce(d.next_attempt_at, now()), now()) END
+FROM webhooks w
+WHERE d.id = ANY($1::text[]) AND d.lease_owner = $2 AND w.id = d.webhook_id
+  AND d.status IN ('created', 'retrying');
+
+-- name: record_outcomes
+-- Batched outcome write, part 1: each delivery's new state. Only rows this instance still
+-- leases and that are unfinished change (a cancel or a takeover wins over a late outcome).
+UPDATE deliveries d
+SET status = o.status,
+    attempt_count = o.attempt_count,
+    last_attempt_at = o.attempted_at,
+    next_attempt_at = o.next_attempt_at,
+    due_at = CASE WHEN (SELECT w.enabled FROM webhooks w WHERE w.id = d.webhook_id)
+                  THEN o.next_attempt_at END,
+    last_status_code = o.status_code,
+    last_error = o.error,
+    lease_owner = NULL,
+    lease_until = NULL,
+    updated_at = now()
+FROM unnest($1::text[], $2::text[], $3::integer[], $4::timestamptz[], $5::timestamptz[],
+            $6::integer[], $7::text[])
+     AS o(id, status, attempt_count, attempted_at, next_attempt_at, status_code, error)
+WHERE d.id = o.id AND d.lease_owner = $8 AND d.status IN ('created', 'retrying');
+
+-- name: record_attempts
+-- Batched outcome write, part 2: the attempt log.
+INSERT INTO attempts (delivery_id, number, webhook_id, started_at, duration_ms, status_code,
+                      response_body, error, url)
+SELECT * FROM unnest($1::text[], $2::integer[], $3::text[], $4::timestamptz[],
+                     $5::double precision[], $6::integer[], $7::text[], $8::text[], $9::text[]);
+
+-- name: get_delivery
+-- One delivery.
+SELECT * FROM deliveries WHERE id = $1;
+
+-- name: delivery_attempts
+-- A delivery's attempts in order.
+SELECT number, started_at, duration_ms, status_code, response_body, error, url
+FROM attempts WHERE delivery_id = $1 ORDER BY number, id;
+
+-- name: list_deliveries
+-- Newest first, after a cursor, with optional filters.
+SELECT * FROM deliveries
+WHERE ($1::text IS NULL OR id < $1)
+  AND ($2::text IS NULL OR webhook_id = $2)
+  AND ($3::text IS NULL OR event_id = $3)
+  AND ($4::text IS NULL OR status = $4)
+ORDER BY id DESC
+LIMIT $5;
+
+-- name: retry_delivery
+-- Manual retry: an immediate attempt with a fresh retry budget (not for successes).
+UPDATE deliveries d
+SET status = 'retrying',
+    next_attempt_at = now(),
+    due_at = CASE WHEN d.lease_until > now() THEN d.due_at
+                  WHEN (SELECT w.enabled FROM webhooks w WHERE w.id = d.webhook_id) THEN now()
+             END,
+    requeued_at = now(),
+    attempts_base = d.attempt_count,
+    updated_at = now()
+WHERE d.id = $1 AND d.status <> 'success'
+RETURNING d.*;
+
+-- name: cancel_delivery
+-- Stop a waiting delivery; finished ones are left alone.
+UPDATE deliveries
+SET status = 'cancelled', next_attempt_at = NULL, due_at = NULL, lease_owner = NULL,
+    lease_until = NULL, updated_at = now()
+WHERE id = $1 AND status IN ('created', 'retrying')
+RETURNING *;
+
+-- name: replay_webhook
+-- Re-queue a webhook's finished deliveries with status $2 created since $3.
+UPDATE deliveries
+SET status = 'retrying', next_attempt_at = now(), due_at = CASE WHEN $4 THEN now() END,
+    requeued_at = now(), attempts_base = attempt_count, updated_at = now()
+WHERE webhook_id = $1 AND status = $2 AND created_at >= $3;
