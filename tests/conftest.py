@@ -145,3 +145,21 @@ async def receiver() -> AsyncIterator[Any]:
         yield r
     finally:
         await r.stop()
+
+
+@pytest.fixture
+async def make_client(
+    aiohttp_client: Any, database_url: str, tmp_path: Path, db: asyncpg.Connection
+) -> Any:
+    """Build a client for an app with settings overrides, e.g. ``await make_client(max_retries=2)``.
+
+    Several clients made in one test share the database, like instances of one deployment.
+    """
+
+    async def make(**overrides: Any) -> TestClient[Any, Any]:
+        settings = make_settings(database_url, tmp_path, **overrides)
+        app = create_app(settings, database_url, Tokens(ADMIN_TOKEN, (PUBLISH_TOKEN,)))
+        result: TestClient[Any, Any] = await aiohttp_client(app)
+        return result
+
+    return make
