@@ -375,7 +375,9 @@ async def amain(args: argparse.Namespace) -> int:
     print(report(results))
     meta = {
         "date": datetime.now(UTC).isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": (
+            f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        ),
         "quick": args.quick,
     }
     out = ROOT / "results"
