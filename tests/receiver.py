@@ -80,7 +80,9 @@ class Receiver:
         """Requests received on ``path``."""
         return [r for r in self.requests if r.path == path]
 
-    async def wait_for(self, count: int, path: str = "/hook", timeout: float = 10.0) -> list[Received]:
+    async def wait_for(
+        self, count: int, path: str = "/hook", timeout: float = 10.0
+    ) -> list[Received]:
         """Wait until ``path`` has received ``count`` requests; fail after ``timeout``."""
 
         async def enough() -> None:
