@@ -9,9 +9,7 @@ from tests.helpers import ADMIN, PUBLISHER, webhook_body
 
 
 async def test_event_reaches_receiver_signed(client: Any, receiver: Any) -> None:
-    resp = await client.post(
-        "/v1/webhooks", json=webhook_body(url=receiver.url()), headers=ADMIN
-    )
+    resp = await client.post("/v1/webhooks", json=webhook_body(url=receiver.url()), headers=ADMIN)
     hook = await resp.json()
     resp = await client.post(
         "/v1/events", json={"type": "order.created", "data": {"n": 1}}, headers=PUBLISHER
