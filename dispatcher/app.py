@@ -32,6 +32,7 @@ from dispatcher.config import Settings
 from dispatcher.engine import Engine
 from dispatcher.ingest import Ingestor
 from dispatcher.listener import Listener
+from dispatcher.operational import Publisher
 from dispatcher.problems import Handler, problem_middleware
 from dispatcher.registry import Registry
 from dispatcher.scheduler import Scheduler
@@ -81,19 +82,24 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
         app[DSN], pool, registry, engine, scheduler, settings.reload_interval_seconds
     )
     ingestor = Ingestor(pool, registry, engine)
+    publisher = Publisher(ingestor)
+    engine.publisher = publisher
     app[REGISTRY], app[ENGINE], app[SCHEDULER] = registry, engine, scheduler
     app[LISTENER], app[INGESTOR] = listener, ingestor
     await engine.start()
+    ingestor.start()
     listener.start()
     scheduler.start()
-    ingestor.start()
     log.info("engine_started", owner=engine.owner)
     yield
-    # Shutdown: stop taking work, let attempts in flight finish, give back every lease.
-    await ingestor.stop()
+    # Shutdown (the server already stopped accepting requests): claim nothing more, let
+    # attempts in flight finish up to the deadline, give back every lease, then commit the
+    # operational events those last attempts produced.
     await scheduler.stop()
-    await listener.stop()
     await engine.stop(deadline=settings.delivery_timeout_seconds)
+    await publisher.drain()
+    await ingestor.stop()
+    await listener.stop()
     log.info("engine_stopped", owner=engine.owner)
 
 

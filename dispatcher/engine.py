@@ -18,19 +18,23 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import aiohttp
 import asyncpg
 import structlog
 from yarl import URL
 
-from dispatcher import retry, sender
+from dispatcher import breaker, retry, sender
 from dispatcher.config import Settings
 from dispatcher.db import DB_UNAVAILABLE
 from dispatcher.jobs import Job, Payload
 from dispatcher.outcomes import Outcome, OutcomeBuffer
 from dispatcher.registry import Registry, WebhookSpec
 from dispatcher.store.deliveries import Q
+
+if TYPE_CHECKING:
+    from dispatcher.operational import Publisher
 
 log = structlog.get_logger("dispatcher.delivery")
 
@@ -94,7 +98,11 @@ class Engine:
         self.outcomes = OutcomeBuffer(pool, self.owner, on_flushed=self._flushed)
         # Set by the scheduler so that retries written to the database wake it.
         self.wake_scheduler: asyncio.Event | None = None
+        # Set by the app: where operational events go.
+        self.publisher: Publisher | None = None
         self._gone_tasks: set[str] = set()
+        self._breaker_pending: set[str] = set()
+        self._breaker_task: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -126,6 +134,8 @@ class Engine:
         await self.release(list(self.leased))
         if self._renewer:
             self._renewer.cancel()
+        if self._breaker_task is not None:
+            await asyncio.wait([self._breaker_task], timeout=5)
         if self._session:
             await self._session.close()
 
@@ -332,6 +342,23 @@ class Engine:
             log.warning("delivery_failed", **fields)
         else:
             log.info("delivery_attempt", **fields)
+        if status == "failed" and self.publisher is not None:
+            from dispatcher.operational import DELIVERY_FAILED, PREFIX
+
+            if not job.payload.type.startswith(PREFIX):
+                self.publisher.publish(
+                    DELIVERY_FAILED,
+                    {
+                        "delivery_id": job.delivery_id,
+                        "event_id": job.payload.id,
+                        "event_type": job.payload.type,
+                        "webhook_id": spec.id,
+                        "attempt_count": number,
+                        "last_status_code": result.status_code,
+                        "last_error": result.error or decision.reason,
+                    },
+                    spec.id,
+                )
         if decision.disable_gone:
             self._disable_gone(spec.id)
 
@@ -345,9 +372,9 @@ class Engine:
 
             try:
                 async with self.pool.acquire() as conn:
-                    await webhook_store.set_enabled(conn, webhook_id, False, "gone")
-                    await self.registry.refresh_webhook(conn, webhook_id)
-                log.warning("webhook_disabled", webhook_id=webhook_id, reason="gone")
+                    row = await webhook_store.set_enabled(conn, webhook_id, False, "gone")
+                if row is not None:
+                    await self.webhook_disabled(row)
             except DB_UNAVAILABLE as exc:
                 log.warning("webhook_disable_failed", webhook_id=webhook_id, error=str(exc))
             finally:
@@ -357,10 +384,55 @@ class Engine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def webhook_disabled(self, webhook: dict[str, object]) -> None:
+        """A webhook was disabled by the engine (auto or gone): apply, log, tell operators."""
+        webhook_id = str(webhook["id"])
+        await self.registry.refresh_webhook(self.pool, webhook_id)
+        self.webhook_changed(webhook_id)
+        log.warning("webhook_disabled", webhook_id=webhook_id, reason=webhook["disabled_reason"])
+        if self.publisher is not None:
+            from dispatcher.operational import WEBHOOK_DISABLED
+
+            self.publisher.publish(
+                WEBHOOK_DISABLED,
+                {
+                    "webhook_id": webhook_id,
+                    "name": webhook.get("name"),
+                    "url": webhook.get("url"),
+                    "reason": webhook["disabled_reason"],
+                    "disabled_at": webhook["disabled_at"],
+                },
+                webhook_id,
+            )
+
     def _flushed(self, batch: list[Outcome]) -> None:
         # A retry written to the database may be due before the scheduler's next look.
         if self.wake_scheduler is not None and any(o.next_attempt_at for o in batch):
             self.wake_scheduler.set()
+        if self.settings.failures_before_disable < 0:
+            return
+        failing = {
+            o.webhook_id for o in batch if o.status_code is None or not 200 <= o.status_code < 300
+        }
+        if failing:
+            self._breaker_pending |= failing
+            if self._breaker_task is None or self._breaker_task.done():
+                self._breaker_task = asyncio.get_running_loop().create_task(self._check_breaker())
+
+    async def _check_breaker(self) -> None:
+        while self._breaker_pending:
+            ids, self._breaker_pending = list(self._breaker_pending), set()
+            try:
+                tripped = await breaker.trip(
+                    self.pool,
+                    ids,
+                    self.settings.failures_before_disable,
+                    self.settings.failure_window_seconds,
+                )
+                for webhook in tripped:
+                    await self.webhook_disabled(webhook)
+            except DB_UNAVAILABLE as exc:
+                log.warning("breaker_check_failed", error=str(exc))
 
     # -- leases -----------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """Event-type names and the patterns webhooks subscribe with.
 
 A pattern is an exact name (``order.created``), a prefix wildcard (``order.*`` matches
-``order.created`` and ``order.item.added``) or ``*`` (everything).
+``order.created`` and ``order.item.added``) or ``*`` (everything except Dispatcher's own
+``dispatcher.*`` operational events, which a webhook receives only by naming them).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 PATTERN_RE = re.compile(r"^(\*|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(\.\*)?)$")
 MAX_NAME = 255
+# Dispatcher's own operational events; "*" does not include them, they must be named.
+OPERATIONAL_PREFIX = "dispatcher."
 
 
 def name_problem(name: str) -> str | None:
@@ -59,7 +62,7 @@ class Matcher:
     def matches(self, event_type: str) -> bool:
         """Does an event of this type go to a webhook with these patterns?"""
         return (
-            self.everything
+            (self.everything and not event_type.startswith(OPERATIONAL_PREFIX))
             or event_type in self.exact
             or any(event_type.startswith(p) for p in self.prefixes)
         )
