@@ -7,6 +7,7 @@ and ``/readyz``. Long-lived resources (the database pool) are opened and closed 
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from dispatcher import db
+from dispatcher import db, retention
 from dispatcher.api import deliveries, event_types, events, health, webhooks
 from dispatcher.app_keys import (
     DSN,
@@ -90,8 +91,12 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     ingestor.start()
     listener.start()
     scheduler.start()
+    pruner = asyncio.get_running_loop().create_task(
+        retention.run(pool, settings.retention_days), name="retention"
+    )
     log.info("engine_started", owner=engine.owner)
     yield
+    pruner.cancel()
     # Shutdown (the server already stopped accepting requests): claim nothing more, let
     # attempts in flight finish up to the deadline, give back every lease, then commit the
     # operational events those last attempts produced.

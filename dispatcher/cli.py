@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,34 +64,111 @@ def main() -> None:
 @config_option
 @click.option("--host", default=None, help="Listen address (DISPATCHER_HOST).")
 @click.option("--port", type=int, default=None, help="Listen port (DISPATCHER_PORT).")
-def serve(config: Path | None, host: str | None, port: int | None) -> None:
+@click.option(
+    "--workers", type=int, default=None, help="Processes sharing the port (DISPATCHER_WORKERS)."
+)
+@click.option("--worker-child", is_flag=True, hidden=True)
+def serve(
+    config: Path | None,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    worker_child: bool,
+) -> None:
     """Apply pending migrations, then serve the API, ingestion and the admin console."""
-    settings = _settings(config, host=host, port=port)
+    settings = _settings(config, host=host, port=port, workers=workers)
+    if worker_child:
+        # A child of a multi-process serve: the parent migrated and owns the database.
+        assert settings.database_url and settings.admin_token
+        _run_server(settings, settings.database_url, settings.admin_token, reuse_port=True)
+        return
     with database(settings) as dsn:
         loop = uvloop.new_event_loop()
         loop.run_until_complete(migrate.migrate_dsn(dsn))
         admin = load_admin_token(settings.admin_token, settings.data_dir)
-        app = create_app(settings, dsn, Tokens(admin, settings.publish_tokens))
         base = f"http://{settings.host}:{settings.port}"
         click.echo(
-            f"Dispatcher {__version__} serving on {base}\n"
-            f"  admin console: {base}/admin\n"
-            f"  admin token:   {admin}",
+            f"Dispatcher {__version__} serving on {base}"
+            + (f" with {settings.workers} workers" if settings.workers > 1 else "")
+            + f"\n  admin console: {base}/admin\n  admin token:   {admin}",
             err=True,
         )
+        if settings.workers > 1:
+            loop.close()
+            supervise(settings, dsn, admin)
+        else:
+            _run_server(settings, dsn, admin, loop=loop)
+
+
+def _run_server(
+    settings: Settings,
+    dsn: str,
+    admin: str,
+    *,
+    loop: asyncio.AbstractEventLoop | None = None,
+    reuse_port: bool = False,
+) -> None:
+    app = create_app(settings, dsn, Tokens(admin, settings.publish_tokens))
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            access_log=None,
+            print=None,
+            loop=loop or uvloop.new_event_loop(),
+            shutdown_timeout=10,
+            reuse_port=reuse_port,
+        )
+    except OSError as exc:
+        base = f"http://{settings.host}:{settings.port}"
+        click.echo(f"dispatcher: cannot listen on {base}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
+
+
+def supervise(settings: Settings, dsn: str, admin: str) -> None:
+    """Run ``settings.workers`` server processes on one port (SO_REUSEPORT) until signalled.
+
+    A worker that dies is restarted; SIGINT/SIGTERM are passed on and waited for.
+    """
+    env = {
+        **os.environ,
+        "DISPATCHER_DATABASE_URL": dsn,
+        "DISPATCHER_ADMIN_TOKEN": admin,
+        "DISPATCHER_WORKERS": "1",
+        "DISPATCHER_HOST": settings.host,
+        "DISPATCHER_PORT": str(settings.port),
+        "DISPATCHER_LOG_FORMAT": settings.log_format,
+    }
+    cmd = [sys.executable, "-m", "dispatcher", "serve", "--worker-child"]
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    children = [subprocess.Popen(cmd, env=env) for _ in range(settings.workers)]
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while not stopping:
+        for i, child in enumerate(children):
+            if child.poll() is not None and not stopping:
+                click.echo(
+                    f"dispatcher: worker {child.pid} exited ({child.returncode}); restarting",
+                    err=True,
+                )
+                time.sleep(1)
+                children[i] = subprocess.Popen(cmd, env=env)
+        time.sleep(0.2)
+    deadline = time.monotonic() + settings.delivery_timeout_seconds + 15
+    for child in children:
         try:
-            web.run_app(
-                app,
-                host=settings.host,
-                port=settings.port,
-                access_log=None,
-                print=None,
-                loop=loop,
-                shutdown_timeout=10,
-            )
-        except OSError as exc:
-            click.echo(f"dispatcher: cannot listen on {base}: {exc.strerror or exc}", err=True)
-            sys.exit(1)
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
 
 
 @main.command("migrate")

@@ -1,0 +1,54 @@
+"""Retention: prune finished deliveries, their attempts and events older than
+``DISPATCHER_RETENTION_DAYS``, in small batches so the queue never waits on a long delete.
+
+Only one instance prunes at a time (an advisory lock); unfinished deliveries and the events
+they belong to are never touched, whatever their age.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+import structlog
+
+from dispatcher.db import DB_UNAVAILABLE, load_queries
+
+log = structlog.get_logger(__name__)
+Q = load_queries(Path(__file__).with_suffix(".sql"))
+
+LOCK_KEY = 0x72657461696E  # "retain"
+BATCH = 1000
+
+
+async def prune(pool: asyncpg.Pool, days: float, batch: int = BATCH) -> dict[str, int]:
+    """Prune everything that is due, batch by batch; returns counts removed."""
+    removed = {"deliveries": 0, "events": 0}
+    async with pool.acquire() as conn:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
+            return removed
+        try:
+            for key in ("deliveries", "events"):
+                while True:
+                    result = await conn.execute(Q[f"prune_{key}"], float(days), batch)
+                    n = int(result.split()[-1])
+                    removed[key] += n
+                    if n < batch:
+                        break
+                    await asyncio.sleep(0)  # let the rest of the process breathe
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+    if removed["deliveries"] or removed["events"]:
+        log.info("retention_pruned", **removed)
+    return removed
+
+
+async def run(pool: asyncpg.Pool, days: float, interval: float = 600.0) -> None:
+    """Prune now and then every ``interval`` seconds, forever."""
+    while True:
+        try:
+            await prune(pool, days)
+        except DB_UNAVAILABLE as exc:
+            log.warning("retention_failed", error=str(exc))
+        await asyncio.sleep(interval)
