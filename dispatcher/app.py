@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from dispatcher import db, retention
+from dispatcher import db, metrics, retention
 from dispatcher.api import deliveries, event_types, events, health, webhooks
 from dispatcher.app_keys import (
     DSN,
@@ -94,9 +94,13 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     pruner = asyncio.get_running_loop().create_task(
         retention.run(pool, settings.retention_days), name="retention"
     )
+    sampler = asyncio.get_running_loop().create_task(
+        metrics.sample_forever(pool, registry), name="metrics-sampler"
+    )
     log.info("engine_started", owner=engine.owner)
     yield
     pruner.cancel()
+    sampler.cancel()
     # Shutdown (the server already stopped accepting requests): claim nothing more, let
     # attempts in flight finish up to the deadline, give back every lease, then commit the
     # operational events those last attempts produced.
@@ -121,4 +125,5 @@ def create_app(settings: Settings, dsn: str, tokens: Tokens) -> web.Application:
     app.cleanup_ctx.append(_engine_ctx)
     for module in (health, webhooks, event_types, events, deliveries):
         app.add_routes(module.routes)
+    app.router.add_get("/metrics", metrics.handler)
     return app

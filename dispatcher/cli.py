@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -140,6 +141,11 @@ def supervise(settings: Settings, dsn: str, admin: str) -> None:
         "DISPATCHER_PORT": str(settings.port),
         "DISPATCHER_LOG_FORMAT": settings.log_format,
     }
+    # Workers write their metrics here and each one's /metrics aggregates all of them.
+    metrics_dir = settings.data_dir.resolve() / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     cmd = [sys.executable, "-m", "dispatcher", "serve", "--worker-child"]
     stopping = False
 
@@ -156,6 +162,9 @@ def supervise(settings: Settings, dsn: str, admin: str) -> None:
     while not stopping:
         for i, child in enumerate(children):
             if child.poll() is not None and not stopping:
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(child.pid, str(metrics_dir))  # type: ignore[no-untyped-call]
                 click.echo(
                     f"dispatcher: worker {child.pid} exited ({child.returncode}); restarting",
                     err=True,

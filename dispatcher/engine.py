@@ -25,7 +25,7 @@ import asyncpg
 import structlog
 from yarl import URL
 
-from dispatcher import breaker, retry, sender
+from dispatcher import breaker, metrics, retry, sender
 from dispatcher.config import Settings
 from dispatcher.db import DB_UNAVAILABLE
 from dispatcher.jobs import Job, Payload
@@ -96,6 +96,7 @@ class Engine:
         self._idle = asyncio.Event()
         self._idle.set()
         self.outcomes = OutcomeBuffer(pool, self.owner, on_flushed=self._flushed)
+        self.per_webhook_metrics = settings.metrics_per_webhook
         # Set by the scheduler so that retries written to the database wake it.
         self.wake_scheduler: asyncio.Event | None = None
         # Set by the app: where operational events go.
@@ -231,6 +232,7 @@ class Engine:
             self.queued -= 1
             lane.in_flight += 1
             self.in_flight += 1
+            metrics.IN_FLIGHT.inc()
             task = asyncio.get_running_loop().create_task(self._attempt(lane, spec, job))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -253,6 +255,8 @@ class Engine:
     def _finished(self, lane: Lane) -> None:
         lane.in_flight -= 1
         self.in_flight -= 1
+        metrics.IN_FLIGHT.dec()
+        metrics.QUEUED.set(self.queued)
         self._pump(lane)
         if self._waiting_for_global and self.in_flight < self.global_in_flight:
             waiting, self._waiting_for_global = self._waiting_for_global, set()
@@ -292,6 +296,11 @@ class Engine:
         )
         number = job.attempt_count + 1
         finished_at = datetime.now(UTC)
+        label = spec.id if self.per_webhook_metrics else ""
+        metrics.ATTEMPTS.labels(
+            metrics.result_class(result.status_code, result.error_kind), label
+        ).inc()
+        metrics.ATTEMPT_DURATION.labels(label).observe(result.duration_ms / 1000)
         decision = retry.decide(
             self.policy,
             status=result.status_code,
@@ -302,10 +311,15 @@ class Engine:
         )
         if decision.verdict is retry.Verdict.SUCCESS:
             status, next_at = "success", None
+            metrics.DELIVERIES_FINISHED.labels("success", label).inc()
+            metrics.DELIVERY_LATENCY.labels(label).observe(
+                (finished_at - job.age_from).total_seconds()
+            )
         elif decision.verdict is retry.Verdict.RETRY:
             status, next_at = "retrying", finished_at + timedelta(seconds=decision.delay)
         else:
             status, next_at = "failed", None
+            metrics.DELIVERIES_FINISHED.labels("failed", label).inc()
         self.outcomes.add(
             Outcome(
                 delivery_id=job.delivery_id,
@@ -390,6 +404,7 @@ class Engine:
         await self.registry.refresh_webhook(self.pool, webhook_id)
         self.webhook_changed(webhook_id)
         log.warning("webhook_disabled", webhook_id=webhook_id, reason=webhook["disabled_reason"])
+        metrics.AUTO_DISABLES.labels(str(webhook["disabled_reason"])).inc()
         if self.publisher is not None:
             from dispatcher.operational import WEBHOOK_DISABLED
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import asyncpg
 import structlog
 
-from dispatcher import fanout, ids
+from dispatcher import fanout, ids, metrics
 from dispatcher.engine import Engine
 from dispatcher.jobs import Job, Payload
 from dispatcher.registry import Registry
@@ -185,6 +185,12 @@ class Ingestor:
             if duplicates:
                 for r in await conn.fetch(Q["delivery_counts"], duplicates):
                     counts[r["event_id"]] = r["n"]
+        metrics.INGEST_BATCH_SIZE.observe(len(events))
+        metrics.EVENTS_INGESTED.labels("accepted").inc(len(inserted))
+        if len(events) > len(inserted):
+            metrics.EVENTS_INGESTED.labels("duplicate").inc(len(events) - len(inserted))
+        if d_ids:
+            metrics.DELIVERIES_CREATED.labels("").inc(len(d_ids))
         seen: set[str] = set()
         answers = []
         for e in events:

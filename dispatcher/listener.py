@@ -15,6 +15,7 @@ import asyncpg
 import orjson
 import structlog
 
+from dispatcher import metrics
 from dispatcher.db import DB_UNAVAILABLE
 from dispatcher.engine import Engine
 from dispatcher.registry import Registry
@@ -92,6 +93,7 @@ class Listener:
                 await conn.add_listener(CHANNEL, self._on_notify)
                 if not first:
                     self.reconnects += 1
+                    metrics.LISTEN_RECONNECTS.inc()
                     log.info("listener_reconnected", reconnects=self.reconnects)
                     # Anything NOTIFYed while we were away is lost: reload it all.
                     await self._reload_all()

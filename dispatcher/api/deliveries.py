@@ -6,8 +6,9 @@ from typing import get_args
 
 from aiohttp import web
 
+from dispatcher import metrics
 from dispatcher.api.common import json_response, path_id
-from dispatcher.app_keys import ENGINE, POOL, SCHEDULER
+from dispatcher.app_keys import ENGINE, POOL, SCHEDULER, SETTINGS
 from dispatcher.pagination import page_body, page_from_query
 from dispatcher.problems import Problem, invalid, not_found
 from dispatcher.schemas import DeliveryStatus
@@ -83,4 +84,6 @@ async def cancel_delivery(request: web.Request) -> web.Response:
             )
         await notify(conn, "cancel", id=delivery_id)
     request.app[ENGINE].forget(delivery_id)
+    label = row["webhook_id"] if request.app[SETTINGS].metrics_per_webhook else ""
+    metrics.DELIVERIES_FINISHED.labels("cancelled", label).inc()
     return json_response(store.to_api(row))

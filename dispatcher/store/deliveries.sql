@@ -149,3 +149,13 @@ UPDATE deliveries
 SET status = 'retrying', next_attempt_at = now(), due_at = CASE WHEN $4 THEN now() END,
     requeued_at = now(), attempts_base = attempt_count, updated_at = now()
 WHERE webhook_id = $1 AND status = $2 AND created_at >= $3;
+
+-- name: queue_depth
+-- Unfinished deliveries by state, and the age of the oldest due one (for metrics).
+SELECT count(*) FILTER (WHERE due_at <= now()) AS due,
+       count(*) FILTER (WHERE due_at > now()) AS scheduled,
+       count(*) FILTER (WHERE due_at IS NULL) AS held,
+       coalesce(extract(epoch FROM now() - min(due_at) FILTER (WHERE due_at <= now())), 0)::float8
+           AS oldest_due_seconds
+FROM deliveries
+WHERE status IN ('created', 'retrying');

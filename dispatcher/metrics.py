@@ -1,0 +1,155 @@
+"""Prometheus metrics, all prefixed ``dispatcher_``.
+
+Label cardinality is bounded: delivery metrics carry a ``webhook_id`` label that is empty
+(which Prometheus treats as absent) unless ``DISPATCHER_METRICS_PER_WEBHOOK`` is on. With
+``DISPATCHER_WORKERS > 1`` every worker writes to ``PROMETHEUS_MULTIPROC_DIR`` and
+``/metrics`` aggregates them (prometheus-client's multiprocess mode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import TYPE_CHECKING
+
+import asyncpg
+import structlog
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+
+if TYPE_CHECKING:
+    from dispatcher.registry import Registry
+
+log = structlog.get_logger(__name__)
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+
+EVENTS_INGESTED = Counter(
+    "dispatcher_events_ingested_total", "Events accepted by ingestion.", ["outcome"]
+)
+INGEST_BATCH_SIZE = Histogram(
+    "dispatcher_ingest_batch_size",
+    "Events per group-commit transaction.",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
+)
+DELIVERIES_CREATED = Counter(
+    "dispatcher_deliveries_created_total", "Deliveries created by fan-out.", ["webhook_id"]
+)
+DELIVERIES_FINISHED = Counter(
+    "dispatcher_deliveries_finished_total",
+    "Deliveries that reached a final status.",
+    ["outcome", "webhook_id"],
+)
+ATTEMPTS = Counter(
+    "dispatcher_attempts_total",
+    "HTTP attempts by result class (2xx, 3xx, 4xx, 5xx, timeout, connection, blocked).",
+    ["result", "webhook_id"],
+)
+ATTEMPT_DURATION = Histogram(
+    "dispatcher_attempt_duration_seconds",
+    "Duration of one HTTP attempt.",
+    ["webhook_id"],
+    buckets=_LATENCY_BUCKETS,
+)
+DELIVERY_LATENCY = Histogram(
+    "dispatcher_delivery_latency_seconds",
+    "From acceptance of the event to its successful delivery.",
+    ["webhook_id"],
+    buckets=_LATENCY_BUCKETS,
+)
+IN_FLIGHT = Gauge(
+    "dispatcher_in_flight_deliveries", "Attempts in flight.", multiprocess_mode="livesum"
+)
+QUEUED = Gauge(
+    "dispatcher_queued_deliveries",
+    "Deliveries leased by this process and waiting in its lanes.",
+    multiprocess_mode="livesum",
+)
+QUEUE_DEPTH = Gauge(
+    "dispatcher_queue_depth",
+    "Unfinished deliveries in the database: due now, scheduled later, held (disabled webhook).",
+    ["state"],
+    multiprocess_mode="max",
+)
+OLDEST_DUE = Gauge(
+    "dispatcher_oldest_due_seconds",
+    "Age of the oldest delivery that is due and not yet sent.",
+    multiprocess_mode="max",
+)
+AUTO_DISABLES = Counter(
+    "dispatcher_auto_disables_total", "Webhooks disabled by the engine.", ["reason"]
+)
+WEBHOOKS = Gauge(
+    "dispatcher_webhooks", "Registered webhooks by state.", ["state"], multiprocess_mode="max"
+)
+DB_POOL = Gauge(
+    "dispatcher_db_pool_connections",
+    "Database pool connections by state.",
+    ["state"],
+    multiprocess_mode="livesum",
+)
+LISTEN_RECONNECTS = Counter(
+    "dispatcher_listen_reconnects_total", "Times the LISTEN connection was re-established."
+)
+HTTP_REQUESTS = Counter(
+    "dispatcher_http_requests_total", "API requests answered.", ["method", "route", "status"]
+)
+
+
+def result_class(status_code: int | None, error_kind: str | None) -> str:
+    """The ``result`` label of an attempt."""
+    if status_code is None:
+        return error_kind or "connection"
+    return f"{status_code // 100}xx"
+
+
+def registry() -> CollectorRegistry:
+    """The registry to expose: aggregated across workers in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        collected = CollectorRegistry()
+        multiprocess.MultiProcessCollector(collected)  # type: ignore[no-untyped-call]
+        return collected
+    return DEFAULT_REGISTRY
+
+
+async def handler(_request: web.Request) -> web.Response:
+    """``GET /metrics`` in the Prometheus text format."""
+    body = generate_latest(registry())
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def sample(pool: asyncpg.Pool, registry_: Registry) -> None:
+    """Refresh the gauges that are read rather than counted."""
+    from dispatcher.store.deliveries import Q
+
+    DB_POOL.labels("in_use").set(pool.get_size() - pool.get_idle_size())
+    DB_POOL.labels("idle").set(pool.get_idle_size())
+    enabled = sum(1 for w in registry_.webhooks.values() if w.enabled)
+    WEBHOOKS.labels("enabled").set(enabled)
+    WEBHOOKS.labels("disabled").set(len(registry_.webhooks) - enabled)
+    row = await pool.fetchrow(Q["queue_depth"])
+    if row is not None:
+        for state in ("due", "scheduled", "held"):
+            QUEUE_DEPTH.labels(state).set(row[state])
+        OLDEST_DUE.set(row["oldest_due_seconds"])
+
+
+async def sample_forever(pool: asyncpg.Pool, registry_: Registry, interval: float = 5.0) -> None:
+    """Keep the sampled gauges fresh."""
+    from dispatcher.db import DB_UNAVAILABLE
+
+    while True:
+        try:
+            await sample(pool, registry_)
+        except DB_UNAVAILABLE as exc:
+            log.debug("metrics_sample_failed", error=str(exc))
+        await asyncio.sleep(interval)
