@@ -12,10 +12,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
+import asyncpg
 import structlog
 from aiohttp import web
 
-from dispatcher import db, metrics, retention
+from dispatcher import db, metrics, migrate, retention
 from dispatcher.api import deliveries, event_types, events, health, webhooks
 from dispatcher.app_keys import (
     DSN,
@@ -72,11 +73,20 @@ async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
     await pool.close()
 
 
+async def _schema_current(pool: asyncpg.Pool) -> bool:
+    async with pool.acquire() as conn:
+        return await migrate.current_version(conn) >= migrate.latest_version()
+
+
 async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Registry, engine, scheduler, listener and ingestor, started and stopped in order."""
+    """Registry, engine, scheduler, listener and ingestor, started and stopped in order.
+
+    On a database whose schema is not current (``serve`` always migrates first, but another
+    process may be pointed at an old database) the engine waits for the migration, and until
+    then ``/readyz`` and ingestion answer 503.
+    """
     settings, pool = app[SETTINGS], app[POOL]
     registry = Registry()
-    await registry.load(pool)
     engine = Engine(settings, pool, registry)
     scheduler = Scheduler(engine, pool)
     listener = Listener(
@@ -87,20 +97,36 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     engine.publisher = publisher
     app[REGISTRY], app[ENGINE], app[SCHEDULER] = registry, engine, scheduler
     app[LISTENER], app[INGESTOR] = listener, ingestor
-    await engine.start()
-    ingestor.start()
-    listener.start()
-    scheduler.start()
-    pruner = asyncio.get_running_loop().create_task(
-        retention.run(pool, settings.retention_days), name="retention"
-    )
-    sampler = asyncio.get_running_loop().create_task(
-        metrics.sample_forever(pool, registry), name="metrics-sampler"
-    )
-    log.info("engine_started", owner=engine.owner)
+    background: list[asyncio.Task[None]] = []
+
+    async def start() -> None:
+        while not await _schema_current(pool):
+            log.warning("schema_not_current", expected=migrate.latest_version())
+            await asyncio.sleep(2)
+        await registry.load(pool)
+        await engine.start()
+        ingestor.start()
+        listener.start()
+        scheduler.start()
+        loop = asyncio.get_running_loop()
+        background.append(
+            loop.create_task(retention.run(pool, settings.retention_days), name="retention")
+        )
+        background.append(
+            loop.create_task(metrics.sample_forever(pool, registry), name="metrics-sampler")
+        )
+        log.info("engine_started", owner=engine.owner)
+
+    if await _schema_current(pool):
+        await start()
+    else:
+        background.append(asyncio.get_running_loop().create_task(start(), name="engine-start"))
     yield
-    pruner.cancel()
-    sampler.cancel()
+    for task in background:
+        task.cancel()
+    await asyncio.gather(*background, return_exceptions=True)
+    if not engine.running:
+        return
     # Shutdown (the server already stopped accepting requests): claim nothing more, let
     # attempts in flight finish up to the deadline, give back every lease, then commit the
     # operational events those last attempts produced.

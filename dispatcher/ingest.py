@@ -28,6 +28,10 @@ log = structlog.get_logger(__name__)
 MAX_GROUP = 5000  # events per transaction
 
 
+class NotRunning(Exception):
+    """Ingestion is not accepting events right now."""
+
+
 @dataclass(slots=True)
 class NewEvent:
     """An event to store: already validated, ``data`` already serialized."""
@@ -87,8 +91,18 @@ class Ingestor:
         if self._task is not None:
             await self._task
 
+    @property
+    def running(self) -> bool:
+        """Whether submissions are being committed."""
+        return self._task is not None and not self._task.done() and not self._closing
+
     async def submit(self, events: list[NewEvent]) -> list[Accepted]:
-        """Store events (and their deliveries); returns once committed, in order."""
+        """Store events (and their deliveries); returns once committed, in order.
+
+        Raises :class:`NotRunning` when the writer is not running (start-up, shutdown).
+        """
+        if not self.running:
+            raise NotRunning("ingestion is not running")
         future: asyncio.Future[list[Accepted]] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiter(events, future))
         self._wake.set()

@@ -13,6 +13,8 @@ from pathlib import Path
 import asyncpg
 import structlog
 
+from dispatcher.store import Conn
+
 log = structlog.get_logger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -43,7 +45,7 @@ def latest_version() -> int:
     return max(m.version for m in available())
 
 
-async def current_version(conn: asyncpg.Connection) -> int:
+async def current_version(conn: Conn) -> int:
     """The highest applied version, 0 on an empty database."""
     exists = await conn.fetchval("SELECT to_regclass('dispatcher_migrations') IS NOT NULL")
     if not exists:

@@ -10,12 +10,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 import orjson
 import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
 from dispatcher.db import DB_UNAVAILABLE
+from dispatcher.ingest import NotRunning
 
 log = structlog.get_logger(__name__)
 
@@ -127,6 +129,15 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         return Problem(
             exc.status, detail or exc.reason or HTTPStatus(exc.status).phrase, headers=headers
+        ).response()
+    except (NotRunning, asyncpg.UndefinedTableError) as exc:
+        # Starting up, shutting down, or pointed at a database that is not migrated yet.
+        log.warning("not_ready", error=str(exc), path=request.path)
+        return Problem(
+            503,
+            "Dispatcher is not ready; try again shortly.",
+            slug="unavailable",
+            headers={"Retry-After": "2"},
         ).response()
     except DB_UNAVAILABLE as exc:
         log.warning("database_unavailable", error=str(exc), path=request.path)

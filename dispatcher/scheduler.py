@@ -32,6 +32,7 @@ class Scheduler:
         self.wake = asyncio.Event()
         engine.wake_scheduler = self.wake
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.healthy = True
 
     def start(self) -> None:
@@ -40,6 +41,8 @@ class Scheduler:
 
     async def stop(self) -> None:
         """Stop claiming (the engine keeps what it already has)."""
+        self._stopping = True
+        self.wake.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -47,7 +50,9 @@ class Scheduler:
 
     async def _run(self) -> None:
         backoff = 0.5
-        while True:
+        # The flag, not only cancellation, ends the loop: on Python 3.11 a cancel that lands as
+        # the wake event fires can be swallowed by a wait_for.
+        while not self._stopping:
             try:
                 delay = await self.tick()
                 self.healthy = True
@@ -61,9 +66,10 @@ class Scheduler:
             except asyncpg.PostgresError:
                 log.exception("scheduler_error")
                 delay = 1.0
-            if delay > 0:
+            if delay > 0 and not self._stopping:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self.wake.wait()
             self.wake.clear()
 
     async def tick(self) -> float:

@@ -11,10 +11,22 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, Strict
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationInfo,
+    field_validator,
+)
 from yarl import URL
 
 from dispatcher import matching, signing
+
+# Marks a field whose value is free JSON, stored as json (which, unlike text, keeps \u0000).
+ANY_JSON: dict[str, Any] = {"x-any-json": True}
 
 # Header names a webhook may not override: they carry the envelope and the signature.
 RESERVED_HEADERS = frozenset(
@@ -42,6 +54,8 @@ _HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]{0,4096}$")
 def _check_url(value: str) -> str:
     if len(value) > 2048:
         raise ValueError("must be at most 2048 characters")
+    if any(ch <= " " or ch == "\x7f" for ch in value):
+        raise ValueError("must not contain spaces or control characters")
     try:
         url = URL(value)
     except (ValueError, TypeError):
@@ -137,10 +151,42 @@ Timestamp = Annotated[AwareDatetime, Strict(False)]
 EventId = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:~-]+$")]
 
 
+def _nul_path(value: Any, path: str) -> str | None:
+    """The path of the first string (or key) containing NUL, which Postgres cannot store."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                return sub
+            found = _nul_path(item, sub)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _nul_path(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
 class Body(BaseModel):
-    """Base for request bodies: strict types, unknown fields rejected."""
+    """Base for request bodies: strict types, unknown fields rejected, no NUL characters."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and field.json_schema_extra == ANY_JSON:
+            return value
+        path = _nul_path(value, "")
+        if path is not None:
+            where = f" (at {path})" if path else ""
+            raise ValueError(f"must not contain NUL characters{where}")
+        return value
 
 
 class WebhookCreate(Body):
@@ -261,7 +307,9 @@ class EventIn(Body):
     """One event to publish. ``id`` is the idempotency key; one is generated if absent."""
 
     type: EventTypeName
-    data: Any = Field(..., description="Any JSON value; sent to receivers as is.")
+    data: Any = Field(
+        ..., description="Any JSON value; sent to receivers as is.", json_schema_extra=ANY_JSON
+    )
     id: EventId | None = None
     occurred_at: Timestamp | None = None
 

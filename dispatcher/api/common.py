@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, TypeVar
 
@@ -12,6 +13,8 @@ from pydantic import BaseModel
 from dispatcher.problems import Problem, invalid, not_found
 
 M = TypeVar("M", bound=BaseModel)
+
+_LONG_NUMBER = re.compile(rb"\d{19}")
 
 # Ids we issue and producer ids we accept: printable ASCII without spaces or slashes.
 _ID = re.compile(r"^[A-Za-z0-9_.:~-]{1,255}$")
@@ -42,9 +45,16 @@ async def read_json(request: web.Request, max_bytes: int = 1024 * 1024) -> Any:
     if not body.strip():
         raise Problem(400, "The request needs a JSON body.", slug="malformed")
     try:
+        if _LONG_NUMBER.search(body):
+            # orjson cannot hold integers beyond 64 bits; the stdlib keeps them exact.
+            return json.loads(body, parse_constant=_reject_constant)
         return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+    except (orjson.JSONDecodeError, ValueError, RecursionError) as exc:
         raise Problem(400, f"The body is not valid JSON: {exc}", slug="malformed") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 async def read_model(request: web.Request, model: type[M], max_bytes: int = 1024 * 1024) -> M:

@@ -63,7 +63,9 @@ async def retry_delivery(request: web.Request) -> web.Response:
             current = await store.get(conn, delivery_id)
             if current is None:
                 raise not_found("Delivery", delivery_id)
-            raise Problem(409, "This delivery already succeeded.", slug="conflict")
+            if current["status"] == "success":
+                raise Problem(409, "This delivery already succeeded.", slug="conflict")
+            raise Problem(409, "The webhook of this delivery was deleted.", slug="conflict")
         await notify(conn, "wake")
     request.app[SCHEDULER].wake.set()
     return json_response(store.to_api(row), status=202)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,14 +36,19 @@ def _check_enabled(request: web.Request) -> None:
 
 def to_new_event(event: EventIn, max_bytes: int, field: str = "data") -> NewEvent:
     """A validated event, serialized once, ready for the ingestor."""
-    data_json = orjson.dumps(event.data)
+    try:
+        data_json = orjson.dumps(event.data)
+    except orjson.JSONEncodeError:
+        # Integers beyond 64 bits (parsed by the stdlib fallback in read_json) are kept exact.
+        data_json = json.dumps(event.data, separators=(",", ":"), ensure_ascii=False).encode()
     if len(data_json) > max_bytes:
         raise Problem(413, f"{field} is larger than {max_bytes} bytes.", slug="too-large")
     return NewEvent(
         id=event.id or ids.event_id(),
         type=event.type,
         data_json=data_json,
-        occurred_at=event.occurred_at or datetime.now(UTC),
+        # Stored and re-read as UTC: normalising now keeps every attempt's body identical.
+        occurred_at=(event.occurred_at or datetime.now(UTC)).astimezone(UTC),
     )
 
 

@@ -133,6 +133,7 @@ SET status = 'retrying',
     attempts_base = d.attempt_count,
     updated_at = now()
 WHERE d.id = $1 AND d.status <> 'success'
+  AND EXISTS (SELECT 1 FROM webhooks w WHERE w.id = d.webhook_id)
 RETURNING d.*;
 
 -- name: cancel_delivery
