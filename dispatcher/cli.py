@@ -91,7 +91,9 @@ def serve(
         click.echo(
             f"Dispatcher {__version__} serving on {base}"
             + (f" with {settings.workers} workers" if settings.workers > 1 else "")
-            + f"\n  admin console: {base}/admin\n  admin token:   {admin}",
+            + f"\n  admin console: {base}/admin\n  admin token:   "
+            # A token the operator configured is theirs already: keep it out of logs.
+            + ("(from DISPATCHER_ADMIN_TOKEN)" if settings.admin_token else admin),
             err=True,
         )
         if settings.workers > 1:

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from dispatcher import migrate
 from dispatcher.api.common import json_response
-from dispatcher.app_keys import POOL
+from dispatcher.app_keys import ENGINE, POOL
 from dispatcher.db import DB_UNAVAILABLE
 
 routes = web.RouteTableDef()
@@ -21,8 +21,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the database answers and the schema is current."""
-    checks: dict[str, str] = {}
+    """Readiness: the database answers, the schema is current and the engine runs."""
+    checks: dict[str, object] = {}
     ready = True
     try:
         async with request.app[POOL].acquire(timeout=2) as conn:
@@ -40,6 +40,14 @@ async def readyz(request: web.Request) -> web.Response:
         ready = False
     except asyncpg.PostgresError as exc:
         checks["migrations"] = f"not applied: {type(exc).__name__}"
+        ready = False
+    engine = request.app.get(ENGINE)
+    if engine is not None and engine.running:
+        checks["engine"] = "running"
+        checks["in_flight"] = engine.in_flight
+        checks["queued"] = engine.queued
+    else:
+        checks["engine"] = "not running"
         ready = False
     return json_response(
         {"status": "ready" if ready else "unavailable", "checks": checks},
