@@ -100,9 +100,14 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     background: list[asyncio.Task[None]] = []
 
     async def start() -> None:
-        while not await _schema_current(pool):
-            log.warning("schema_not_current", expected=migrate.latest_version())
-            await asyncio.sleep(2)
+        while True:
+            try:
+                if await _schema_current(pool):
+                    break
+                log.warning("schema_not_current", expected=migrate.latest_version())
+            except (*db.DB_UNAVAILABLE, asyncpg.PostgresError) as exc:
+                log.warning("schema_check_failed", error=str(exc))
+            await asyncio.sleep(1)
         await registry.load(pool)
         await engine.start()
         ingestor.start()
