@@ -40,6 +40,7 @@ from dispatcher.registry import Registry
 from dispatcher.scheduler import Scheduler
 
 log = structlog.get_logger("dispatcher.api")
+_STARTUP_TROUBLE: tuple[type[BaseException], ...] = (*db.DB_UNAVAILABLE, asyncpg.PostgresError)
 
 
 @web.middleware
@@ -105,7 +106,7 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
                 if await _schema_current(pool):
                     break
                 log.warning("schema_not_current", expected=migrate.latest_version())
-            except (*db.DB_UNAVAILABLE, asyncpg.PostgresError) as exc:
+            except _STARTUP_TROUBLE as exc:
                 log.warning("schema_check_failed", error=str(exc))
             await asyncio.sleep(1)
         await registry.load(pool)
