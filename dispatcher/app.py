@@ -16,7 +16,8 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from dispatcher import db, metrics, migrate, retention
+import admin
+from dispatcher import db, metrics, migrate, openapi, retention
 from dispatcher.api import deliveries, event_types, events, health, webhooks
 from dispatcher.app_keys import (
     DSN,
@@ -158,4 +159,6 @@ def create_app(settings: Settings, dsn: str, tokens: Tokens) -> web.Application:
     for module in (health, webhooks, event_types, events, deliveries):
         app.add_routes(module.routes)
     app.router.add_get("/metrics", metrics.handler)
+    app.router.add_get("/v1/openapi.json", openapi.handler)
+    admin.setup(app)
     return app

@@ -25,7 +25,7 @@ class ConfigError(Exception):
 
 
 def _default_log_format() -> Literal["console", "json"]:
-    return "console" if sys.stderr.isatty() else "json"
+    return "console" if sys.stdout.isatty() else "json"
 
 
 class Settings(BaseModel):

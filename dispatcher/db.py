@@ -11,6 +11,7 @@ SQL lives in ``.sql`` files beside the module that owns the table, as named bloc
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,11 @@ def load_queries(path: Path) -> dict[str, str]:
 
 
 def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        # Integers beyond 64 bits, which orjson refuses; the stdlib writes them exactly.
+        return json.dumps(value, ensure_ascii=False)
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:

@@ -26,6 +26,8 @@ from prometheus_client import (
 )
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 
+from dispatcher.openapi import operation
+
 if TYPE_CHECKING:
     from dispatcher.registry import Registry
 
@@ -121,6 +123,12 @@ def registry() -> CollectorRegistry:
     return DEFAULT_REGISTRY
 
 
+@operation(
+    summary="Prometheus metrics",
+    tag="operations",
+    responses={200: "text/plain; version=0.0.4"},
+    auth="none",
+)
 async def handler(_request: web.Request) -> web.Response:
     """``GET /metrics`` in the Prometheus text format."""
     body = generate_latest(registry())

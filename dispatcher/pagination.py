@@ -56,7 +56,7 @@ def page_from_query(query: Mapping[str, str]) -> Page:
         if not 1 <= limit <= MAX_LIMIT:
             raise invalid("limit", f"must be an integer between 1 and {MAX_LIMIT}")
     cursor = query.get("cursor")
-    return Page(limit, decode_cursor(cursor) if cursor else None)
+    return Page(limit, decode_cursor(cursor) if cursor is not None else None)
 
 
 def page_body(rows: Sequence[dict[str, Any]], page: Page, key: str = "id") -> dict[str, Any]:

@@ -130,6 +130,16 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return Problem(
             exc.status, detail or exc.reason or HTTPStatus(exc.status).phrase, headers=headers
         ).response()
+    except asyncpg.DataError as exc:
+        # Input Postgres cannot represent that validation did not catch: still the client's.
+        log.warning("invalid_input", error=str(exc), path=request.path)
+        return Problem(
+            422,
+            f"The input cannot be stored: {exc}",
+            slug="validation",
+            title="Validation failed",
+            errors=[],
+        ).response()
     except (NotRunning, asyncpg.UndefinedTableError) as exc:
         # Starting up, shutting down, or pointed at a database that is not migrated yet.
         log.warning("not_ready", error=str(exc), path=request.path)

@@ -394,3 +394,38 @@ class CountOut(BaseModel):
     """``{"count": n}``."""
 
     count: int
+
+
+class WebhookPage(BaseModel):
+    """A page of webhooks."""
+
+    data: list[Webhook]
+    next_cursor: str | None
+
+
+class EventTypePage(BaseModel):
+    """A page of event types."""
+
+    data: list[EventType]
+    next_cursor: str | None
+
+
+class EventPage(BaseModel):
+    """A page of events."""
+
+    data: list[EventOut]
+    next_cursor: str | None
+
+
+class DeliveryPage(BaseModel):
+    """A page of deliveries."""
+
+    data: list[DeliveryOut]
+    next_cursor: str | None
+
+
+class HealthOut(BaseModel):
+    """Liveness or readiness."""
+
+    status: str
+    checks: dict[str, Any] | None = None

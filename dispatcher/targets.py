@@ -57,6 +57,7 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
 
 async def forbidden_reason(host: str, port: int) -> str | None:
     """Why a target host may not be called, or None if it may."""
+    host = host.rstrip(".")  # "127.0.0.1." and "localhost." name the same hosts
     if host.lower().rstrip(".") in ("localhost", "localhost.localdomain") or host.lower().endswith(
         ".localhost"
     ):

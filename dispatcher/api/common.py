@@ -70,10 +70,20 @@ def path_id(request: web.Request, what: str, key: str = "id") -> str:
     return value
 
 
+def query_str(request: web.Request, name: str) -> str | None:
+    """``?name=value``; None when absent, a 422 when present but empty."""
+    raw = request.query.get(name)
+    if raw is not None and not raw:
+        raise invalid(name, "must not be empty")
+    if raw is not None and "\x00" in raw:
+        raise invalid(name, "must not contain NUL characters")
+    return raw
+
+
 def query_bool(request: web.Request, name: str) -> bool | None:
     """``?name=true|false`` (also 1/0, yes/no); None when absent."""
-    raw = request.query.get(name)
-    if raw is None or raw == "":
+    raw = query_str(request, name)
+    if raw is None:
         return None
     lowered = raw.lower()
     if lowered in ("true", "1", "yes"):

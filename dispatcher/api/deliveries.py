@@ -7,11 +7,12 @@ from typing import get_args
 from aiohttp import web
 
 from dispatcher import metrics
-from dispatcher.api.common import json_response, path_id
+from dispatcher.api.common import json_response, path_id, query_str
 from dispatcher.app_keys import ENGINE, POOL, SCHEDULER, SETTINGS
+from dispatcher.openapi import PAGINATION, STATUS, STR, Param, operation
 from dispatcher.pagination import page_body, page_from_query
 from dispatcher.problems import Problem, invalid, not_found
-from dispatcher.schemas import DeliveryStatus
+from dispatcher.schemas import DeliveryDetail, DeliveryOut, DeliveryPage, DeliveryStatus
 from dispatcher.store import deliveries as store
 from dispatcher.store import notify
 
@@ -22,15 +23,15 @@ STATUSES = frozenset(get_args(DeliveryStatus))
 async def list_response(request: web.Request, webhook_id: str | None) -> web.Response:
     """A filtered, paginated list of deliveries."""
     page = page_from_query(request.query)
-    status = request.query.get("status") or None
+    status = query_str(request, "status")
     if status is not None and status not in STATUSES:
         raise invalid("status", f"must be one of {', '.join(sorted(STATUSES))}")
-    event_id = request.query.get("event_id") or None
+    event_id = query_str(request, "event_id")
     rows = await store.list_page(
         request.app[POOL],
         after=page.after,
         limit=page.limit + 1,
-        webhook_id=webhook_id or request.query.get("webhook_id") or None,
+        webhook_id=webhook_id or query_str(request, "webhook_id"),
         event_id=event_id,
         status=status,
     )
@@ -38,12 +39,24 @@ async def list_response(request: web.Request, webhook_id: str | None) -> web.Res
 
 
 @routes.get("/v1/deliveries")
+@operation(
+    summary="List deliveries",
+    tag="deliveries",
+    responses={200: DeliveryPage},
+    query=(*PAGINATION, Param("webhook_id", STR), Param("event_id", STR), Param("status", STATUS)),
+)
 async def list_deliveries(request: web.Request) -> web.Response:
     """Deliveries, newest first; ``?webhook_id=``, ``?event_id=``, ``?status=`` filter."""
     return await list_response(request, None)
 
 
 @routes.get("/v1/deliveries/{id}")
+@operation(
+    summary="A delivery with its attempts",
+    tag="deliveries",
+    responses={200: DeliveryDetail},
+    problems=(404,),
+)
 async def get_delivery(request: web.Request) -> web.Response:
     """One delivery with every attempt."""
     delivery_id = path_id(request, "Delivery")
@@ -54,6 +67,12 @@ async def get_delivery(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/deliveries/{id}/retry")
+@operation(
+    summary="Schedule an immediate attempt",
+    tag="deliveries",
+    responses={202: DeliveryOut},
+    problems=(404, 409),
+)
 async def retry_delivery(request: web.Request) -> web.Response:
     """Schedule an immediate attempt (409 for a delivery that already succeeded)."""
     delivery_id = path_id(request, "Delivery")
@@ -72,6 +91,12 @@ async def retry_delivery(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/deliveries/{id}/cancel")
+@operation(
+    summary="Cancel a waiting delivery",
+    tag="deliveries",
+    responses={200: DeliveryOut},
+    problems=(404, 409),
+)
 async def cancel_delivery(request: web.Request) -> web.Response:
     """Cancel a delivery that is still waiting (409 when it has finished)."""
     delivery_id = path_id(request, "Delivery")

@@ -7,9 +7,10 @@ from aiohttp import web
 from dispatcher.api.common import json_response, read_model
 from dispatcher.app_keys import POOL, REGISTRY
 from dispatcher.matching import name_problem
+from dispatcher.openapi import PAGINATION, operation
 from dispatcher.pagination import page_body, page_from_query
 from dispatcher.problems import Problem, not_found
-from dispatcher.schemas import EventTypeCreate, EventTypePatch
+from dispatcher.schemas import EventType, EventTypeCreate, EventTypePage, EventTypePatch
 from dispatcher.store import event_types as store
 
 routes = web.RouteTableDef()
@@ -28,6 +29,13 @@ def _name(request: web.Request) -> str:
 
 
 @routes.post("/v1/event-types")
+@operation(
+    summary="Register an event type",
+    tag="event-types",
+    body=EventTypeCreate,
+    responses={201: EventType},
+    problems=(409,),
+)
 async def create_event_type(request: web.Request) -> web.Response:
     """Register an event type (409 if the name exists)."""
     body = await read_model(request, EventTypeCreate)
@@ -40,6 +48,9 @@ async def create_event_type(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/event-types")
+@operation(
+    summary="List event types", tag="event-types", responses={200: EventTypePage}, query=PAGINATION
+)
 async def list_event_types(request: web.Request) -> web.Response:
     """The catalogue, alphabetically."""
     page = page_from_query(request.query)
@@ -48,6 +59,7 @@ async def list_event_types(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/event-types/{name}")
+@operation(summary="An event type", tag="event-types", responses={200: EventType}, problems=(404,))
 async def get_event_type(request: web.Request) -> web.Response:
     """One event type."""
     name = _name(request)
@@ -58,6 +70,13 @@ async def get_event_type(request: web.Request) -> web.Response:
 
 
 @routes.patch("/v1/event-types/{name}")
+@operation(
+    summary="Change an event type",
+    tag="event-types",
+    body=EventTypePatch,
+    responses={200: EventType},
+    problems=(404,),
+)
 async def patch_event_type(request: web.Request) -> web.Response:
     """Change the description or the enabled flag."""
     name = _name(request)
@@ -71,6 +90,9 @@ async def patch_event_type(request: web.Request) -> web.Response:
 
 
 @routes.delete("/v1/event-types/{name}")
+@operation(
+    summary="Remove an event type", tag="event-types", responses={204: None}, problems=(404,)
+)
 async def delete_event_type(request: web.Request) -> web.Response:
     """Remove an event type from the catalogue (events of that type flow again)."""
     name = _name(request)

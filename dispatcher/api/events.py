@@ -10,13 +10,21 @@ import orjson
 from aiohttp import web
 
 from dispatcher import ids
-from dispatcher.api.common import json_response, path_id, read_json
+from dispatcher.api.common import json_response, path_id, query_str, read_json
 from dispatcher.app_keys import INGESTOR, POOL, SETTINGS
 from dispatcher.ingest import NewEvent
 from dispatcher.matching import name_problem
+from dispatcher.openapi import PAGINATION, STR, Param, operation
 from dispatcher.pagination import encode_cursor, page_from_query
 from dispatcher.problems import Problem, invalid, not_found
-from dispatcher.schemas import EventBatchIn, EventIn
+from dispatcher.schemas import (
+    EventAccepted,
+    EventBatchAccepted,
+    EventBatchIn,
+    EventIn,
+    EventOut,
+    EventPage,
+)
 from dispatcher.store.events import Q
 
 routes = web.RouteTableDef()
@@ -53,6 +61,13 @@ def to_new_event(event: EventIn, max_bytes: int, field: str = "data") -> NewEven
 
 
 @routes.post("/v1/events")
+@operation(
+    summary="Publish an event",
+    tag="events",
+    body=EventIn,
+    responses={202: EventAccepted},
+    auth="publish",
+)
 async def publish(request: web.Request) -> web.Response:
     """Accept one event: 202 once it and its deliveries are committed."""
     _check_enabled(request)
@@ -63,6 +78,13 @@ async def publish(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/events/batch")
+@operation(
+    summary="Publish up to 1,000 events",
+    tag="events",
+    body=EventBatchIn,
+    responses={202: EventBatchAccepted},
+    auth="publish",
+)
 async def publish_batch(request: web.Request) -> web.Response:
     """Accept up to 1,000 events in one request; one answer per event, in order."""
     _check_enabled(request)
@@ -81,10 +103,16 @@ def _event(row: Any) -> dict[str, Any]:
 
 
 @routes.get("/v1/events")
+@operation(
+    summary="List events",
+    tag="events",
+    responses={200: EventPage},
+    query=(*PAGINATION, Param("type", STR)),
+)
 async def list_events(request: web.Request) -> web.Response:
     """Events, newest first; ``?type=`` filters."""
     page = page_from_query(request.query)
-    event_type = request.query.get("type") or None
+    event_type = query_str(request, "type")
     if event_type is not None and name_problem(event_type):
         raise invalid("type", name_problem(event_type) or "")
     after_ts: datetime | None = None
@@ -107,6 +135,12 @@ async def list_events(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/events/{id}")
+@operation(
+    summary="An event with its deliveries by status",
+    tag="events",
+    responses={200: EventOut},
+    problems=(404,),
+)
 async def get_event(request: web.Request) -> web.Response:
     """One event with a count of its deliveries by status."""
     event_id = path_id(request, "Event")

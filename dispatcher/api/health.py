@@ -9,17 +9,26 @@ from dispatcher import migrate
 from dispatcher.api.common import json_response
 from dispatcher.app_keys import ENGINE, POOL
 from dispatcher.db import DB_UNAVAILABLE
+from dispatcher.openapi import operation
+from dispatcher.schemas import HealthOut
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/healthz")
+@operation(summary="Liveness", tag="operations", responses={200: HealthOut}, auth="none")
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: answers as long as the event loop runs."""
     return json_response({"status": "ok"})
 
 
 @routes.get("/readyz")
+@operation(
+    summary="Readiness: database, schema, engine",
+    tag="operations",
+    responses={200: HealthOut, 503: HealthOut},
+    auth="none",
+)
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: the database answers, the schema is current and the engine runs."""
     checks: dict[str, object] = {}

@@ -11,14 +11,26 @@ from aiohttp import web
 
 from dispatcher import ids, targets
 from dispatcher.api import deliveries as delivery_api
-from dispatcher.api.common import json_response, path_id, query_bool, read_model
+from dispatcher.api.common import json_response, path_id, query_bool, query_str, read_model
 from dispatcher.app_keys import ENGINE, INGESTOR, POOL, REGISTRY, SCHEDULER, SETTINGS
 from dispatcher.fanout import Routing
 from dispatcher.ingest import NewEvent
 from dispatcher.matching import name_problem
+from dispatcher.openapi import BOOL, PAGINATION, STATUS, STR, Param, operation
 from dispatcher.pagination import page_body, page_from_query
 from dispatcher.problems import Problem, invalid, not_found
-from dispatcher.schemas import PATCH_NOT_NULL, ReplayIn, WebhookCreate, WebhookPatch
+from dispatcher.schemas import (
+    PATCH_NOT_NULL,
+    CountOut,
+    DeliveryPage,
+    EventAccepted,
+    ReplayIn,
+    SecretOut,
+    Webhook,
+    WebhookCreate,
+    WebhookPage,
+    WebhookPatch,
+)
 from dispatcher.store import deliveries as delivery_store
 from dispatcher.store import notify
 from dispatcher.store import webhooks as store
@@ -61,6 +73,9 @@ async def existing(request: web.Request) -> dict[str, Any]:
 
 
 @routes.post("/v1/webhooks")
+@operation(
+    summary="Register a webhook", tag="webhooks", body=WebhookCreate, responses={201: Webhook}
+)
 async def create_webhook(request: web.Request) -> web.Response:
     """Register a webhook; the answer includes its signing secret."""
     body = await read_model(request, WebhookCreate)
@@ -72,10 +87,20 @@ async def create_webhook(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/webhooks")
+@operation(
+    summary="List webhooks",
+    tag="webhooks",
+    responses={200: WebhookPage},
+    query=(
+        *PAGINATION,
+        Param("enabled", BOOL),
+        Param("event_type", STR, "webhooks that receive this type"),
+    ),
+)
 async def list_webhooks(request: web.Request) -> web.Response:
     """List webhooks, newest first; ``?enabled=`` and ``?event_type=`` filter."""
     page = page_from_query(request.query)
-    event_type = request.query.get("event_type") or None
+    event_type = query_str(request, "event_type")
     if event_type is not None and name_problem(event_type):
         raise invalid("event_type", name_problem(event_type) or "")
     rows = await store.list_page(
@@ -89,6 +114,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/webhooks/{id}")
+@operation(summary="A webhook", tag="webhooks", responses={200: Webhook}, problems=(404,))
 async def get_webhook(request: web.Request) -> web.Response:
     """One webhook."""
     webhook_id = path_id(request, "Webhook")
@@ -99,6 +125,13 @@ async def get_webhook(request: web.Request) -> web.Response:
 
 
 @routes.patch("/v1/webhooks/{id}")
+@operation(
+    summary="Change a webhook",
+    tag="webhooks",
+    body=WebhookPatch,
+    responses={200: Webhook},
+    problems=(404,),
+)
 async def patch_webhook(request: web.Request) -> web.Response:
     """Change some fields; null resets a per-webhook override to the global default."""
     webhook_id = path_id(request, "Webhook")
@@ -128,6 +161,12 @@ async def patch_webhook(request: web.Request) -> web.Response:
 
 
 @routes.delete("/v1/webhooks/{id}")
+@operation(
+    summary="Delete a webhook (its waiting deliveries are cancelled)",
+    tag="webhooks",
+    responses={204: None},
+    problems=(404,),
+)
 async def delete_webhook(request: web.Request) -> web.Response:
     """Delete a webhook; its unfinished deliveries become ``cancelled``."""
     webhook_id = path_id(request, "Webhook")
@@ -149,18 +188,26 @@ async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
 
 
 @routes.post("/v1/webhooks/{id}/disable")
+@operation(summary="Disable a webhook", tag="webhooks", responses={200: Webhook}, problems=(404,))
 async def disable_webhook(request: web.Request) -> web.Response:
     """Stop sending to a webhook (``disabled_reason: "manual"``); pending work is held."""
     return await _set_enabled(request, False)
 
 
 @routes.post("/v1/webhooks/{id}/enable")
+@operation(summary="Enable a webhook", tag="webhooks", responses={200: Webhook}, problems=(404,))
 async def enable_webhook(request: web.Request) -> web.Response:
     """Resume sending, including deliveries held while it was disabled."""
     return await _set_enabled(request, True)
 
 
 @routes.get("/v1/webhooks/{id}/secret")
+@operation(
+    summary="The current signing secret",
+    tag="webhooks",
+    responses={200: SecretOut},
+    problems=(404,),
+)
 async def get_secret(request: web.Request) -> web.Response:
     """The current signing secret."""
     webhook_id = path_id(request, "Webhook")
@@ -171,6 +218,9 @@ async def get_secret(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/webhooks/{id}/secret/rotate")
+@operation(
+    summary="Rotate the signing secret", tag="webhooks", responses={200: SecretOut}, problems=(404,)
+)
 async def rotate_secret(request: web.Request) -> web.Response:
     """A new secret; the old one keeps signing for ``DISPATCHER_SECRET_GRACE_SECONDS``."""
     webhook_id = path_id(request, "Webhook")
@@ -184,6 +234,12 @@ async def rotate_secret(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/webhooks/{id}/ping")
+@operation(
+    summary="Send a webhook.ping to this webhook",
+    tag="webhooks",
+    responses={202: EventAccepted},
+    problems=(404, 409),
+)
 async def ping_webhook(request: web.Request) -> web.Response:
     """Send a ``webhook.ping`` event to this webhook only."""
     webhook = await existing(request)
@@ -201,6 +257,13 @@ async def ping_webhook(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/webhooks/{id}/replay")
+@operation(
+    summary="Re-queue deliveries by status since a time",
+    tag="webhooks",
+    body=ReplayIn,
+    responses={202: CountOut},
+    problems=(404,),
+)
 async def replay_webhook(request: web.Request) -> web.Response:
     """Re-queue this webhook's deliveries with ``status`` created since ``since``."""
     webhook = await existing(request)
@@ -215,6 +278,13 @@ async def replay_webhook(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/webhooks/{id}/deliveries")
+@operation(
+    summary="A webhook's deliveries",
+    tag="webhooks",
+    responses={200: DeliveryPage},
+    query=(*PAGINATION, Param("event_id", STR), Param("status", STATUS)),
+    problems=(404,),
+)
 async def webhook_deliveries(request: web.Request) -> web.Response:
     """This webhook's deliveries, newest first (``?status=``, ``?event_id=`` filter)."""
     webhook = await existing(request)
