@@ -41,6 +41,11 @@ def load_queries(path: Path) -> dict[str, str]:
     return queries
 
 
+def dumps_exact(value: Any) -> str:
+    """JSON text of ``value``; orjson, or the stdlib for integers beyond 64 bits."""
+    return _dumps(value)
+
+
 def _dumps(value: Any) -> str:
     try:
         return orjson.dumps(value).decode()

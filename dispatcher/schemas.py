@@ -15,6 +15,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     Strict,
@@ -123,9 +124,9 @@ def _non_blank(value: str) -> str:
 
 
 def _small_json(value: dict[str, Any]) -> dict[str, Any]:
-    import orjson
+    from dispatcher.db import dumps_exact
 
-    if len(orjson.dumps(value)) > 16384:
+    if len(dumps_exact(value).encode()) > 16384:
         raise ValueError("must serialize to at most 16 KiB")
     return value
 
@@ -146,8 +147,16 @@ Timeout = Annotated[float, Field(gt=0, le=300)]
 RateLimit = Annotated[float, Field(gt=0, le=100000)]
 MaxInFlight = Annotated[int, Field(ge=1, le=100000)]
 EventTypeName = Annotated[str, AfterValidator(_check_name)]
+
+
 # Timestamps arrive as RFC 3339 strings, so this field alone is not strict.
-Timestamp = Annotated[AwareDatetime, Strict(False)]
+def _timestamp_text(value: Any) -> Any:
+    if not isinstance(value, (str, datetime)):
+        raise ValueError("must be an RFC 3339 date-time string")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, Strict(False), BeforeValidator(_timestamp_text)]
 EventId = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:~-]+$")]
 
 
