@@ -47,9 +47,9 @@ def test_defaults_match_the_specification(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_log_format_defaults_to_console_on_a_tty(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
     assert load_settings({}).log_format == "console"
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False, raising=False)
     assert load_settings({}).log_format == "json"
 
 
