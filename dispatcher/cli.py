@@ -4,33 +4,59 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO, NoReturn, TypeVar, cast
 
+import asyncpg
 import click
+import orjson
 import uvloop
 from aiohttp import web
 
-from dispatcher import __version__, logs, migrate
+from dispatcher import __version__, logs, migrate, transfer
 from dispatcher.app import create_app
 from dispatcher.auth import Tokens, load_admin_token
+from dispatcher.client import (
+    DEFAULT_URL,
+    Client,
+    ConnectionFailed,
+    Delivery,
+    DeliveryStatus,
+    DispatcherError,
+    Page,
+    Webhook,
+    WebhookOptions,
+)
 from dispatcher.config import ConfigError, Settings, load_settings
+from dispatcher.db import DB_UNAVAILABLE
 from dispatcher.embedded import EmbeddedPostgres
 
+T = TypeVar("T")
 
-def _settings(config: Path | None, **overrides: object) -> Settings:
+
+def _settings(
+    config: Path | None, *, logs_to_stderr: bool = False, **overrides: object
+) -> Settings:
     try:
         settings = load_settings(config_file=config, overrides=overrides)
     except ConfigError as exc:
         click.echo(f"dispatcher: invalid configuration: {exc}", err=True)
         sys.exit(2)
-    logs.configure(settings.log_format)
+    if logs_to_stderr:
+        # Commands whose stdout is data (export) keep log lines out of it.
+        with contextlib.redirect_stdout(sys.stderr):
+            logs.configure(settings.log_format)
+    else:
+        logs.configure(settings.log_format)
     return settings
 
 
@@ -198,6 +224,640 @@ def token(config: Path | None) -> None:
     """Print the admin token (the configured one, or the data dir's)."""
     settings = _settings(config)
     click.echo(load_admin_token(settings.admin_token, settings.data_dir))
+
+
+# --------------------------------------------------------------------------------------------
+# export / import: directly on the database, like migrate
+
+
+# Why export/import can fail: the file or schema (TransferError), or the database.
+TRANSFER_TROUBLE: tuple[type[BaseException], ...] = (
+    transfer.TransferError,
+    *DB_UNAVAILABLE,
+    asyncpg.PostgresError,
+)
+
+
+def _transfer_failed(exc: BaseException) -> NoReturn:
+    click.echo(f"dispatcher: {exc}", err=True)
+    for problem in getattr(exc, "problems", []):
+        click.echo(f"  {problem}", err=True)
+    sys.exit(1)
+
+
+@main.command("export")
+@config_option
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write to this file (created with mode 0600: it holds secrets) instead of stdout.",
+)
+def export_cmd(config: Path | None, output: Path | None) -> None:
+    """Write every webhook (with its current secret) and event type as JSON."""
+    settings = _settings(config, logs_to_stderr=True)
+    with database(settings) as dsn:
+        try:
+            document = asyncio.run(transfer.export_dsn(dsn))
+        except TRANSFER_TROUBLE as exc:
+            _transfer_failed(exc)
+    data = transfer.dumps(document)
+    if output is None:
+        click.echo(data, nl=False)
+        return
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        os.fchmod(fh.fileno(), 0o600)
+        fh.write(data)
+    click.echo(
+        f"exported {len(document['webhooks'])} webhook(s) and "
+        f"{len(document['event_types'])} event type(s) to {output}",
+        err=True,
+    )
+
+
+# Imports with at least this many records show a progress bar.
+PROGRESS_MIN_RECORDS = 100
+
+
+@main.command("import")
+@config_option
+@click.argument("file", type=click.File("rb"))
+def import_cmd(config: Path | None, file: BinaryIO) -> None:
+    """Create or update webhooks and event types from FILE (an export; - for stdin).
+
+    Idempotent: webhooks are matched by id and event types by name, and a record equal to
+    what is stored changes nothing. Nothing is deleted. The whole file is validated first and
+    written in one transaction: if any record is invalid, nothing is imported.
+    """
+    settings = _settings(config, logs_to_stderr=True)
+    try:
+        document = transfer.parse(file.read())
+    except transfer.TransferError as exc:
+        _transfer_failed(exc)
+    grace = settings.secret_grace_seconds
+    with database(settings) as dsn:
+        try:
+            if len(document) >= PROGRESS_MIN_RECORDS:
+                with click.progressbar(
+                    length=len(document),
+                    label="Importing",
+                    file=sys.stderr,
+                ) as bar:
+                    result = asyncio.run(
+                        transfer.import_dsn(dsn, document, grace_seconds=grace, progress=bar.update)
+                    )
+            else:
+                result = asyncio.run(transfer.import_dsn(dsn, document, grace_seconds=grace))
+        except TRANSFER_TROUBLE as exc:
+            _transfer_failed(exc)
+    click.echo(f"webhooks: {result.webhooks}")
+    click.echo(f"event types: {result.event_types}")
+
+
+# --------------------------------------------------------------------------------------------
+# Commands that talk to a running server over its HTTP API
+
+
+@dataclass(frozen=True)
+class Api:
+    """What every API command needs: where the server is, the token, the output style."""
+
+    url: str
+    token: str | None
+    config: Path | None
+    json: bool
+
+    def client(self) -> Client:
+        """A client for the server (the token resolved as documented on ``--token``)."""
+        return Client(self.url, self.token or _admin_token(self.config), retries=2, backoff=0.2)
+
+
+def _admin_token(config: Path | None) -> str:
+    """The admin token from the configuration or the data dir; never generates one."""
+    try:
+        settings = load_settings(config_file=config)
+    except ConfigError as exc:
+        click.echo(f"dispatcher: invalid configuration: {exc}", err=True)
+        sys.exit(2)
+    if settings.admin_token:
+        return settings.admin_token
+    path = settings.data_dir / "admin_token"
+    with contextlib.suppress(OSError):
+        found = path.read_text().strip()
+        if found:
+            return found
+    click.echo(
+        "dispatcher: no token: pass --token, or set DISPATCHER_TOKEN or DISPATCHER_ADMIN_TOKEN "
+        f"(there is none in {path})",
+        err=True,
+    )
+    sys.exit(2)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def api_options(func: F) -> F:
+    """Add ``--url``, ``--token``, ``--config`` and ``--json``, passed on as ``api: Api``."""
+
+    @click.option(
+        "--url",
+        envvar="DISPATCHER_URL",
+        default=DEFAULT_URL,
+        show_default=True,
+        help="The server's base URL (DISPATCHER_URL).",
+    )
+    @click.option(
+        "--token",
+        envvar="DISPATCHER_TOKEN",
+        default=None,
+        help="Bearer token (DISPATCHER_TOKEN); default: the admin token, as `dispatcher token`.",
+    )
+    @config_option
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+    @functools.wraps(func)
+    def wrapper(
+        url: str, token: str | None, config: Path | None, as_json: bool, **kwargs: Any
+    ) -> Any:
+        api = Api(url, token, config, as_json)
+        try:
+            with api.client() as client:
+                return func(api, client, **kwargs)
+        except ConnectionFailed as exc:
+            click.echo(f"dispatcher: cannot reach {url}: {exc.detail}", err=True)
+            sys.exit(1)
+        except DispatcherError as exc:
+            if as_json:
+                click.echo(orjson.dumps(exc.problem).decode(), err=True)
+            else:
+                click.echo(f"dispatcher: {exc}", err=True)
+            sys.exit(1)
+
+    return cast(F, wrapper)
+
+
+def _print_json(value: Any) -> None:
+    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+def _when(value: str | None) -> str:
+    """An API timestamp, shortened to seconds (UTC)."""
+    if not value:
+        return "-"
+    return value[:19].replace("T", " ")
+
+
+def _cell(value: object, width: int = 60) -> str:
+    text = "-" if value is None or value == "" else str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    for line in [list(headers), *cells]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    if not rows:
+        click.echo("(none)")
+
+
+def _fields(pairs: Sequence[tuple[str, object]]) -> None:
+    width = max(len(k) for k, _ in pairs)
+    for key, value in pairs:
+        text = "-" if value is None or value == "" else str(value)
+        click.echo(f"{key.ljust(width)}  {text}")
+
+
+def _all_pages(fetch: Callable[[str | None], Page[T]], cursor: str | None, every: bool) -> Page[T]:
+    page = fetch(cursor)
+    if not every:
+        return page
+    data = list(page["data"])
+    while page["next_cursor"]:
+        page = fetch(page["next_cursor"])
+        data.extend(page["data"])
+    return {"data": data, "next_cursor": None}
+
+
+def _more(page: Page[Any]) -> None:
+    if page["next_cursor"]:
+        click.echo(f"(more: --cursor {page['next_cursor']}, or --all)", err=True)
+
+
+def _state(webhook: Webhook) -> str:
+    if webhook["enabled"]:
+        return "enabled"
+    return f"disabled ({webhook['disabled_reason'] or 'manual'})"
+
+
+def _show_webhook(webhook: Webhook) -> None:
+    pairs: list[tuple[str, object]] = [
+        ("id", webhook["id"]),
+        ("name", webhook["name"]),
+        ("url", webhook["url"]),
+        ("event types", ", ".join(webhook["event_types"])),
+        ("status", _state(webhook)),
+    ]
+    if not webhook["enabled"]:
+        pairs.append(("disabled at", _when(webhook["disabled_at"])))
+    pairs += [
+        ("description", webhook["description"]),
+        ("headers", ", ".join(f"{k}: {v}" for k, v in webhook["headers"].items())),
+        ("metadata", orjson.dumps(webhook["metadata"]).decode() if webhook["metadata"] else ""),
+        ("include payload", "yes" if webhook["include_payload"] else "no"),
+        (
+            "max retries",
+            webhook["max_retries"] if webhook["max_retries"] is not None else "default",
+        ),
+        ("timeout", f"{webhook['timeout_seconds']} s" if webhook["timeout_seconds"] else "default"),
+        (
+            "rate limit",
+            f"{webhook['rate_limit_per_second']}/s"
+            if webhook["rate_limit_per_second"]
+            else "default",
+        ),
+        ("max in flight", webhook["max_in_flight"] or "default"),
+        ("created", _when(webhook["created_at"])),
+        ("updated", _when(webhook["updated_at"])),
+    ]
+    if "secret" in webhook:
+        pairs.append(("secret", webhook["secret"]))
+    _fields(pairs)
+
+
+@main.group()
+def webhooks() -> None:
+    """Manage webhooks on a running server."""
+
+
+@webhooks.command("list")
+@click.option("--enabled/--disabled", default=None, help="Only enabled or only disabled ones.")
+@click.option("--event-type", default=None, help="Only those receiving this event type.")
+@click.option("--limit", type=click.IntRange(1, 500), default=None, help="Page size.")
+@click.option("--cursor", default=None, help="Continue after a previous page.")
+@click.option("--all", "every", is_flag=True, help="Follow every page.")
+@api_options
+def webhooks_list(
+    api: Api,
+    client: Client,
+    enabled: bool | None,
+    event_type: str | None,
+    limit: int | None,
+    cursor: str | None,
+    every: bool,
+) -> None:
+    """List webhooks, newest first."""
+    page = _all_pages(
+        lambda c: client.list_webhooks(
+            enabled=enabled, event_type=event_type, limit=limit, cursor=c
+        ),
+        cursor,
+        every,
+    )
+    if api.json:
+        _print_json(page)
+        return
+    _table(
+        ["ID", "NAME", "URL", "EVENT TYPES", "STATUS", "CREATED"],
+        [
+            [
+                w["id"],
+                w["name"],
+                w["url"],
+                ",".join(w["event_types"]),
+                _state(w),
+                _when(w["created_at"]),
+            ]
+            for w in page["data"]
+        ],
+    )
+    _more(page)
+
+
+def _header(value: str) -> tuple[str, str]:
+    for sep in (":", "="):
+        name, found, val = value.partition(sep)
+        if found and name.strip():
+            return name.strip(), val.strip()
+    raise click.BadParameter(f"{value!r}: expected 'Name: value' or Name=value")
+
+
+def _json_object(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise click.BadParameter("must be a JSON object")
+    return parsed
+
+
+@webhooks.command("create")
+@click.argument("name")
+@click.argument("target", metavar="URL")
+@click.option(
+    "--event-type",
+    "-e",
+    "event_types",
+    multiple=True,
+    required=True,
+    help="An event type or pattern (order.*, *); repeat for several.",
+)
+@click.option("--description", default=None)
+@click.option("--header", "headers", multiple=True, help="'Name: value' sent with each request.")
+@click.option("--metadata", default=None, callback=_json_object, help="A JSON object.")
+@click.option("--secret", default=None, help="whsec_... (default: generated).")
+@click.option("--disabled", is_flag=True, help="Create it disabled.")
+@click.option("--no-payload", is_flag=True, help="Send the envelope without data.")
+@click.option("--max-retries", type=int, default=None)
+@click.option("--timeout", "timeout_seconds", type=float, default=None, help="Seconds.")
+@click.option("--rate-limit", type=float, default=None, help="Requests per second.")
+@click.option("--max-in-flight", type=int, default=None)
+@api_options
+def webhooks_create(
+    api: Api,
+    client: Client,
+    name: str,
+    target: str,
+    event_types: tuple[str, ...],
+    description: str | None,
+    headers: tuple[str, ...],
+    metadata: dict[str, Any] | None,
+    secret: str | None,
+    disabled: bool,
+    no_payload: bool,
+    max_retries: int | None,
+    timeout_seconds: float | None,
+    rate_limit: float | None,
+    max_in_flight: int | None,
+) -> None:
+    """Register a webhook NAME delivering to URL; prints it with its signing secret.
+
+    \b
+    Example:
+      dispatcher webhooks create billing https://billing.example.com/hooks -e 'order.*'
+    """
+    options: WebhookOptions = {}
+    if description is not None:
+        options["description"] = description
+    if headers:
+        options["headers"] = dict(_header(h) for h in headers)
+    if metadata is not None:
+        options["metadata"] = metadata
+    if secret is not None:
+        options["secret"] = secret
+    if disabled:
+        options["enabled"] = False
+    if no_payload:
+        options["include_payload"] = False
+    if max_retries is not None:
+        options["max_retries"] = max_retries
+    if timeout_seconds is not None:
+        options["timeout_seconds"] = timeout_seconds
+    if rate_limit is not None:
+        options["rate_limit_per_second"] = rate_limit
+    if max_in_flight is not None:
+        options["max_in_flight"] = max_in_flight
+    webhook = client.create_webhook(name, target, list(event_types), **options)
+    if api.json:
+        _print_json(webhook)
+    else:
+        _show_webhook(webhook)
+
+
+@webhooks.command("show")
+@click.argument("webhook_id")
+@click.option("--secret", "with_secret", is_flag=True, help="Include the signing secret.")
+@api_options
+def webhooks_show(api: Api, client: Client, webhook_id: str, with_secret: bool) -> None:
+    """Show one webhook."""
+    webhook = client.get_webhook(webhook_id)
+    if with_secret:
+        webhook["secret"] = client.get_secret(webhook_id)
+    if api.json:
+        _print_json(webhook)
+    else:
+        _show_webhook(webhook)
+
+
+def _switch(api: Api, webhook: Webhook) -> None:
+    if api.json:
+        _print_json(webhook)
+    else:
+        click.echo(f"{webhook['id']}: {_state(webhook)}")
+
+
+@webhooks.command("disable")
+@click.argument("webhook_id")
+@api_options
+def webhooks_disable(api: Api, client: Client, webhook_id: str) -> None:
+    """Stop sending to a webhook; its pending deliveries are held."""
+    _switch(api, client.disable_webhook(webhook_id))
+
+
+@webhooks.command("enable")
+@click.argument("webhook_id")
+@api_options
+def webhooks_enable(api: Api, client: Client, webhook_id: str) -> None:
+    """Resume sending to a webhook, held deliveries included."""
+    _switch(api, client.enable_webhook(webhook_id))
+
+
+@webhooks.command("rotate-secret")
+@click.argument("webhook_id")
+@api_options
+def webhooks_rotate_secret(api: Api, client: Client, webhook_id: str) -> None:
+    """Make a new signing secret (the old one signs during the grace period); prints it."""
+    secret = client.rotate_secret(webhook_id)
+    if api.json:
+        _print_json({"id": webhook_id, "secret": secret})
+    else:
+        click.echo(secret)
+
+
+@webhooks.command("delete")
+@click.argument("webhook_id")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@api_options
+def webhooks_delete(api: Api, client: Client, webhook_id: str, yes: bool) -> None:
+    """Delete a webhook; its unfinished deliveries are cancelled."""
+    if not yes:
+        click.confirm(f"Delete webhook {webhook_id} and cancel its pending deliveries?", abort=True)
+    client.delete_webhook(webhook_id)
+    if api.json:
+        _print_json({"id": webhook_id, "deleted": True})
+    else:
+        click.echo(f"{webhook_id}: deleted")
+
+
+@main.group()
+def events() -> None:
+    """Publish events to a running server."""
+
+
+@events.command("send")
+@click.argument("event_type", metavar="TYPE")
+@click.argument("data", metavar="JSON")
+@click.option("--id", "event_id", default=None, help="Idempotency key (default: generated).")
+@click.option("--occurred-at", default=None, help="RFC 3339 time (default: now).")
+@api_options
+def events_send(
+    api: Api,
+    client: Client,
+    event_type: str,
+    data: str,
+    event_id: str | None,
+    occurred_at: str | None,
+) -> None:
+    """Publish one event of TYPE with JSON as its data (- reads it from stdin)."""
+    raw = sys.stdin.read() if data == "-" else data
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="JSON") from None
+    answer = client.publish(event_type, payload, id=event_id, occurred_at=occurred_at)
+    if api.json:
+        _print_json(answer)
+        return
+    note = " (duplicate: already accepted, nothing created)" if answer["duplicate"] else ""
+    click.echo(f"{answer['id']}: {answer['type']}, {answer['deliveries']} delivery(ies){note}")
+
+
+@main.group()
+def deliveries() -> None:
+    """Inspect, retry and cancel deliveries on a running server."""
+
+
+def _delivery_row(d: Delivery) -> list[object]:
+    return [
+        d["id"],
+        d["status"],
+        d["event_type"],
+        d["event_id"],
+        d["webhook_id"],
+        d["attempt_count"],
+        d["last_status_code"],
+        _when(d["created_at"]),
+        _when(d["next_attempt_at"]),
+    ]
+
+
+DELIVERY_COLUMNS = [
+    "ID",
+    "STATUS",
+    "EVENT TYPE",
+    "EVENT",
+    "WEBHOOK",
+    "ATTEMPTS",
+    "LAST CODE",
+    "CREATED",
+    "NEXT ATTEMPT",
+]
+
+
+@deliveries.command("list")
+@click.option("--webhook-id", default=None)
+@click.option("--event-id", default=None)
+@click.option(
+    "--status",
+    type=click.Choice(["created", "retrying", "success", "failed", "cancelled"]),
+    default=None,
+)
+@click.option("--limit", type=click.IntRange(1, 500), default=None, help="Page size.")
+@click.option("--cursor", default=None, help="Continue after a previous page.")
+@click.option("--all", "every", is_flag=True, help="Follow every page.")
+@api_options
+def deliveries_list(
+    api: Api,
+    client: Client,
+    webhook_id: str | None,
+    event_id: str | None,
+    status: DeliveryStatus | None,
+    limit: int | None,
+    cursor: str | None,
+    every: bool,
+) -> None:
+    """List deliveries, newest first."""
+    page = _all_pages(
+        lambda c: client.list_deliveries(
+            webhook_id=webhook_id, event_id=event_id, status=status, limit=limit, cursor=c
+        ),
+        cursor,
+        every,
+    )
+    if api.json:
+        _print_json(page)
+        return
+    _table(DELIVERY_COLUMNS, [_delivery_row(d) for d in page["data"]])
+    _more(page)
+
+
+@deliveries.command("show")
+@click.argument("delivery_id")
+@api_options
+def deliveries_show(api: Api, client: Client, delivery_id: str) -> None:
+    """Show one delivery with every attempt."""
+    d = client.get_delivery(delivery_id)
+    if api.json:
+        _print_json(d)
+        return
+    _fields(
+        [
+            ("id", d["id"]),
+            ("status", d["status"]),
+            ("event", f"{d['event_id']} ({d['event_type']})"),
+            ("webhook", d["webhook_id"]),
+            ("attempts", d["attempt_count"]),
+            ("created", _when(d["created_at"])),
+            ("last attempt", _when(d["last_attempt_at"])),
+            ("next attempt", _when(d["next_attempt_at"])),
+            ("last status code", d["last_status_code"]),
+            ("last error", d["last_error"]),
+        ]
+    )
+    click.echo()
+    _table(
+        ["#", "STARTED", "MS", "STATUS", "ERROR", "RESPONSE"],
+        [
+            [
+                a["number"],
+                _when(a["started_at"]),
+                round(a["duration_ms"]),
+                a["status_code"],
+                a["error"],
+                a["response_body"],
+            ]
+            for a in d["attempts"]
+        ],
+    )
+
+
+def _delivery_changed(api: Api, d: Delivery) -> None:
+    if api.json:
+        _print_json(d)
+    else:
+        click.echo(f"{d['id']}: {d['status']}")
+
+
+@deliveries.command("retry")
+@click.argument("delivery_id")
+@api_options
+def deliveries_retry(api: Api, client: Client, delivery_id: str) -> None:
+    """Schedule an immediate attempt."""
+    _delivery_changed(api, client.retry_delivery(delivery_id))
+
+
+@deliveries.command("cancel")
+@click.argument("delivery_id")
+@api_options
+def deliveries_cancel(api: Api, client: Client, delivery_id: str) -> None:
+    """Cancel a delivery that is still waiting."""
+    _delivery_changed(api, client.cancel_delivery(delivery_id))
 
 
 if __name__ == "__main__":

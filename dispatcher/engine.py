@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 import aiohttp
 import asyncpg
 import structlog
-from yarl import URL
 
 from dispatcher import breaker, metrics, retry, sender
 from dispatcher.config import Settings
@@ -40,6 +39,8 @@ log = structlog.get_logger("dispatcher.delivery")
 
 # Bounds on what one instance holds in memory.
 GLOBAL_IN_FLIGHT = 10_000
+TUNE_INTERVAL = 0.1
+SLOW_ATTEMPT = 0.05
 LANE_QUEUE_LIMIT = 5_000
 CLAIM_BATCH = 1_000
 
@@ -59,6 +60,11 @@ class Lane:
     tokens: float = 1.0
     refilled: float = field(default_factory=time.monotonic)
     timer: asyncio.TimerHandle | None = None
+    # Adaptive concurrency: start small so a fast endpoint is served over a few reused
+    # connections; the tuner doubles it while the endpoint is slow and work is waiting.
+    limit: int = 64
+    completed_at: float = field(default_factory=time.monotonic)
+    latency: float = 0.0  # moving average of attempt durations, seconds
 
 
 class Engine:
@@ -93,6 +99,7 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._renewer: asyncio.Task[None] | None = None
+        self._tuner: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self.outcomes = OutcomeBuffer(pool, self.owner, on_flushed=self._flushed)
@@ -111,7 +118,9 @@ class Engine:
         """Open the HTTP session and start the background writers."""
         self._session = sender.create_session(self.settings.allow_private_targets)
         self.outcomes.start()
-        self._renewer = asyncio.get_running_loop().create_task(self._renew_leases(), name="leases")
+        loop = asyncio.get_running_loop()
+        self._renewer = loop.create_task(self._renew_leases(), name="leases")
+        self._tuner = loop.create_task(self._tune(), name="lane-tuner")
         self.running = True
 
     async def stop(self, deadline: float = 10.0) -> None:
@@ -135,6 +144,8 @@ class Engine:
         await self.release(list(self.leased))
         if self._renewer:
             self._renewer.cancel()
+        if self._tuner:
+            self._tuner.cancel()
         if self._breaker_task is not None:
             await asyncio.wait([self._breaker_task], timeout=5)
         if self._session:
@@ -216,6 +227,8 @@ class Engine:
                 return
             if spec.max_in_flight is not None and lane.in_flight >= spec.max_in_flight:
                 return
+            if lane.in_flight >= lane.limit:
+                return  # the tuner raises the limit if this endpoint is slow
             if rate is not None:
                 now = time.monotonic()
                 lane.tokens = min(max(rate, 1.0), lane.tokens + (now - lane.refilled) * rate)
@@ -252,7 +265,10 @@ class Engine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _finished(self, lane: Lane) -> None:
+    def _finished(self, lane: Lane, duration: float) -> None:
+        now = time.monotonic()
+        lane.latency = duration if lane.latency == 0.0 else 0.8 * lane.latency + 0.2 * duration
+        lane.completed_at = now
         lane.in_flight -= 1
         self.in_flight -= 1
         metrics.IN_FLIGHT.dec()
@@ -270,12 +286,30 @@ class Engine:
             self._idle.set()
 
     async def _attempt(self, lane: Lane, spec: WebhookSpec, job: Job) -> None:
+        started = time.monotonic()
         try:
             await self._send(spec, job)
         except Exception:
             log.exception("attempt_crashed", delivery_id=job.delivery_id)
         finally:
-            self._finished(lane)
+            self._finished(lane, time.monotonic() - started)
+
+    async def _tune(self) -> None:
+        """Raise the concurrency of lanes whose endpoint is slow while work waits.
+
+        A lane is slow when nothing finished in the last tick or its attempts average over
+        SLOW_ATTEMPT seconds; doubling then reaches thousands in flight within a second, while
+        fast endpoints keep a small set of busy keep-alive connections.
+        """
+        while True:
+            await asyncio.sleep(TUNE_INTERVAL)
+            now = time.monotonic()
+            for lane in list(self.lanes.values()):
+                if not lane.queue or lane.in_flight < lane.limit:
+                    continue
+                if now - lane.completed_at > TUNE_INTERVAL or lane.latency > SLOW_ATTEMPT:
+                    lane.limit = min(lane.limit * 2, self.global_in_flight)
+                    self._pump(lane)
 
     async def _send(self, spec: WebhookSpec, job: Job) -> None:
         assert self._session is not None
@@ -288,7 +322,7 @@ class Engine:
         timeout = spec.timeout_seconds or settings.delivery_timeout_seconds
         result = await sender.send(
             self._session,
-            url=spec.url,
+            url=spec.target,
             headers=headers,
             body=body,
             timeout=timeout,
@@ -341,7 +375,7 @@ class Engine:
             "delivery_id": job.delivery_id,
             "webhook_id": spec.id,
             "attempt": number,
-            "host": URL(spec.url).host,
+            "host": spec.target.host,
             "status_code": result.status_code,
             "error": result.error,
             "duration_ms": round(result.duration_ms, 1),

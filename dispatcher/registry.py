@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
+from yarl import URL
 
 from dispatcher.matching import Matcher
 from dispatcher.store import Executor
@@ -32,6 +33,11 @@ class WebhookSpec:
     max_in_flight: int | None
     # (secret, expires_at or None), newest first.
     secrets: tuple[tuple[str, datetime | None], ...] = ()
+    # The URL parsed once, not on every attempt.
+    target: URL = field(default_factory=lambda: URL())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target", URL(self.url))
 
     def signing_secrets(self, now: datetime) -> list[str]:
         """Secrets valid at ``now``: the current one plus any still in their grace period."""

@@ -109,7 +109,7 @@ def build_headers(
 async def send(
     session: aiohttp.ClientSession,
     *,
-    url: str,
+    url: URL,
     headers: dict[str, str],
     body: bytes,
     timeout: float,
@@ -124,7 +124,7 @@ async def send(
     kind: str | None = None
     retry_after: str | None = None
     try:
-        target = URL(url)
+        target = url
         if not allow_private:
             literal = targets.literal_address(target.host or "")
             if literal is not None and targets.is_forbidden_address(literal):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +56,26 @@ async def delete(conn: Conn, name: str) -> bool:
         if gone is not None:
             await notify(conn, "event_type", name=name)
     return gone is not None
+
+
+async def export_all(conn: Executor) -> list[dict[str, Any]]:
+    """The catalogue as ``dispatcher export`` writes it, alphabetically."""
+    return [dict(r) for r in await conn.fetch(Q["export_event_types"])]
+
+
+async def import_one(
+    conn: Conn,
+    name: str,
+    description: str,
+    enabled: bool,
+    created_at: datetime | None = None,
+) -> str:
+    """Insert or update one type from an import (inside the caller's transaction).
+
+    Returns ``"created"``, ``"updated"`` or ``"unchanged"``. The caller NOTIFYs once
+    (``event_type``) when anything changed: other instances reload the whole catalogue.
+    """
+    row = await conn.fetchrow(Q["import_event_type"], name, description, enabled, created_at)
+    if row is None:
+        return "unchanged"
+    return "created" if row["inserted"] else "updated"

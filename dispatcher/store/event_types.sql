@@ -31,3 +31,17 @@ RETURNING *;
 -- name: delete_event_type
 -- Remove an event type from the catalogue.
 DELETE FROM event_types WHERE name = $1 RETURNING name;
+
+-- name: export_event_types
+-- The catalogue as `dispatcher export` writes it.
+SELECT name, description, enabled, created_at FROM event_types ORDER BY name;
+
+-- name: import_event_type
+-- `dispatcher import`: insert a type, or update it when description/enabled differ (only then
+-- does updated_at move). No row when nothing changed; `inserted` tells an insert from an update.
+INSERT INTO event_types AS t (name, description, enabled, created_at, updated_at)
+VALUES ($1, $2, $3, coalesce($4, now()), now())
+ON CONFLICT (name) DO UPDATE
+SET description = EXCLUDED.description, enabled = EXCLUDED.enabled, updated_at = now()
+WHERE (t.description, t.enabled) IS DISTINCT FROM (EXCLUDED.description, EXCLUDED.enabled)
+RETURNING t.name, (t.xmax = 0) AS inserted;

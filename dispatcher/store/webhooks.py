@@ -156,3 +156,77 @@ async def rotate_secret(conn: Conn, webhook_id: str, grace_seconds: float) -> st
 async def signing_secrets(conn: Executor, webhook_id: str) -> list[str]:
     """Every secret currently valid for signing, newest first."""
     return [r["secret"] for r in await conn.fetch(Q["signing_secrets"], webhook_id)]
+
+
+# Columns `dispatcher export` writes and `dispatcher import` reads, besides ``secret``.
+EXPORTED = (
+    "id",
+    "name",
+    "url",
+    "event_types",
+    "enabled",
+    "disabled_reason",
+    "disabled_at",
+    "description",
+    "headers",
+    "metadata",
+    "include_payload",
+    "max_retries",
+    "timeout_seconds",
+    "rate_limit_per_second",
+    "max_in_flight",
+    "created_at",
+)
+
+
+async def export_all(conn: Executor) -> list[dict[str, Any]]:
+    """Every webhook with its current ``secret``, oldest first, as ``dispatcher export`` has it."""
+    rows = await conn.fetch(Q["export_webhooks"])
+    return [{**{k: r[k] for k in EXPORTED}, "secret": r["secret"]} for r in rows]
+
+
+async def import_one(
+    conn: Conn, values: dict[str, Any], secret: str | None, grace_seconds: float
+) -> str:
+    """Insert or update one webhook from an import; ``values`` has the :data:`EXPORTED` keys.
+
+    Must run inside the caller's transaction. A changed ``secret`` becomes the current one
+    (the previous one signs for ``grace_seconds`` more, as after a rotation); None keeps it
+    (or generates one for a new webhook). Returns ``"created"``, ``"updated"`` or
+    ``"unchanged"``; every change is NOTIFYed to the other instances on commit.
+    """
+    webhook_id = values["id"]
+    before = await conn.fetchrow(Q["lock_webhook"], webhook_id)
+    row = await conn.fetchrow(
+        Q["import_webhook"],
+        webhook_id,
+        values["name"],
+        values["url"],
+        values["event_types"],
+        values["enabled"],
+        None if values["enabled"] else values.get("disabled_reason") or "manual",
+        values.get("disabled_at"),
+        values["description"],
+        values["headers"],
+        values["metadata"],
+        values["include_payload"],
+        values["max_retries"],
+        values["timeout_seconds"],
+        values["rate_limit_per_second"],
+        values["max_in_flight"],
+        values.get("created_at"),
+    )
+    outcome = "unchanged" if row is None else "created" if row["inserted"] else "updated"
+    if before is not None and row is not None and before["enabled"] != row["enabled"]:
+        await (deliveries.resume if row["enabled"] else deliveries.hold)(conn, webhook_id)
+    current = None if before is None else await current_secret(conn, webhook_id)
+    if before is None or current is None:
+        await conn.execute(Q["insert_secret"], webhook_id, secret or signing.generate_secret())
+    elif secret is not None and secret != current:
+        await conn.execute(Q["retire_secret"], webhook_id, float(grace_seconds))
+        await conn.execute(Q["prune_secrets"], webhook_id)
+        await conn.execute(Q["insert_secret"], webhook_id, secret)
+        outcome = "updated" if outcome == "unchanged" else outcome
+    if outcome != "unchanged":
+        await notify(conn, "webhook", id=webhook_id)
+    return outcome

@@ -77,3 +77,48 @@ DELETE FROM webhook_secrets WHERE webhook_id = $1 AND expires_at <= now();
 SELECT secret FROM webhook_secrets
 WHERE webhook_id = $1 AND (expires_at IS NULL OR expires_at > now())
 ORDER BY id DESC;
+
+-- name: export_webhooks
+-- Every webhook with its current signing secret, for `dispatcher export`.
+SELECT w.*, s.secret
+FROM webhooks w
+LEFT JOIN webhook_secrets s ON s.webhook_id = w.id AND s.expires_at IS NULL
+ORDER BY w.id;
+
+-- name: import_webhook
+-- `dispatcher import`: insert a webhook under its own id, or update it when a field differs
+-- (only then does updated_at move). Returns no row when nothing changed; `inserted` tells an
+-- insert from an update. $7/$16 (disabled_at/created_at) apply to inserts only.
+INSERT INTO webhooks AS w (id, name, url, event_types, enabled, disabled_reason, disabled_at,
+                           description, headers, metadata, include_payload, max_retries,
+                           timeout_seconds, rate_limit_per_second, max_in_flight,
+                           created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $5 THEN NULL ELSE coalesce($7, now()) END,
+        $8, $9, $10, $11, $12, $13, $14, $15, coalesce($16, now()), now())
+ON CONFLICT (id) DO UPDATE
+SET name = EXCLUDED.name,
+    url = EXCLUDED.url,
+    event_types = EXCLUDED.event_types,
+    enabled = EXCLUDED.enabled,
+    disabled_reason = EXCLUDED.disabled_reason,
+    disabled_at = CASE WHEN EXCLUDED.enabled THEN NULL
+                       WHEN w.enabled THEN now()
+                       ELSE w.disabled_at END,
+    description = EXCLUDED.description,
+    headers = EXCLUDED.headers,
+    metadata = EXCLUDED.metadata,
+    include_payload = EXCLUDED.include_payload,
+    max_retries = EXCLUDED.max_retries,
+    timeout_seconds = EXCLUDED.timeout_seconds,
+    rate_limit_per_second = EXCLUDED.rate_limit_per_second,
+    max_in_flight = EXCLUDED.max_in_flight,
+    updated_at = now()
+WHERE (w.name, w.url, w.event_types, w.enabled, w.disabled_reason, w.description, w.headers,
+       w.metadata, w.include_payload, w.max_retries, w.timeout_seconds,
+       w.rate_limit_per_second, w.max_in_flight)
+      IS DISTINCT FROM
+      (EXCLUDED.name, EXCLUDED.url, EXCLUDED.event_types, EXCLUDED.enabled,
+       EXCLUDED.disabled_reason, EXCLUDED.description, EXCLUDED.headers, EXCLUDED.metadata,
+       EXCLUDED.include_payload, EXCLUDED.max_retries, EXCLUDED.timeout_seconds,
+       EXCLUDED.rate_limit_per_second, EXCLUDED.max_in_flight)
+RETURNING w.*, (w.xmax = 0) AS inserted;
