@@ -1,0 +1,185 @@
+"""Console sessions: stateless signed cookies, CSRF tokens and flash messages.
+
+Everything is signed with a key derived from the admin token (HMAC-SHA256), so sessions need
+no table, work across workers and instances, and all end when the admin token changes. A
+session cookie is ``<expires>.<nonce>.<signature>``; its CSRF token is the HMAC of the nonce.
+Logging out deletes the cookie and also revokes the nonce on this process until it expires.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import orjson
+
+SESSION_COOKIE = "dispatcher_session"
+LOGIN_COOKIE = "dispatcher_login"
+FLASH_COOKIE = "dispatcher_flash"
+COOKIE_PATH = "/admin"
+SESSION_SECONDS = 12 * 3600
+LOGIN_FORM_SECONDS = 3600
+FLASH_SECONDS = 120
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A signed-in operator."""
+
+    nonce: str
+    expires: int
+    csrf: str
+
+
+@dataclass(frozen=True, slots=True)
+class Flash:
+    """A one-time message shown on the next page."""
+
+    kind: str  # "success", "error" or "info"
+    text: str
+
+
+class Signer:
+    """Signs and checks everything the console hands to the browser."""
+
+    def __init__(self, admin_token: str) -> None:
+        self._key = hmac.new(
+            admin_token.encode(), b"dispatcher admin console v1", hashlib.sha256
+        ).digest()
+
+    def sign(self, purpose: str, value: str) -> str:
+        """A MAC of ``value`` for one ``purpose`` (so one signature cannot stand for another)."""
+        msg = purpose.encode() + b"\x00" + value.encode()
+        return _b64(hmac.new(self._key, msg, hashlib.sha256).digest())
+
+    def verify(self, purpose: str, value: str, signature: str) -> bool:
+        """Constant-time check of a signature made by :meth:`sign`."""
+        return hmac.compare_digest(self.sign(purpose, value).encode(), signature.encode())
+
+    # Sessions
+
+    def issue(self, now: float | None = None) -> tuple[str, Session]:
+        """A new session and its cookie value."""
+        expires = int(now if now is not None else time.time()) + SESSION_SECONDS
+        nonce = secrets.token_urlsafe(18)
+        body = f"{expires}.{nonce}"
+        return f"{body}.{self.sign('session', body)}", self._session(nonce, expires)
+
+    def read(self, cookie: str | None, now: float | None = None) -> Session | None:
+        """The session a cookie stands for, or None if it is forged, malformed or expired."""
+        if not cookie or len(cookie) > 200:
+            return None
+        body, _, signature = cookie.rpartition(".")
+        expires_text, _, nonce = body.partition(".")
+        if not nonce or not expires_text.isdigit() or not self.verify("session", body, signature):
+            return None
+        expires = int(expires_text)
+        if expires <= (now if now is not None else time.time()):
+            return None
+        return self._session(nonce, expires)
+
+    def _session(self, nonce: str, expires: int) -> Session:
+        return Session(nonce=nonce, expires=expires, csrf=self.sign("csrf", nonce))
+
+    def csrf_ok(self, session: Session, presented: str | None) -> bool:
+        """Whether a form carried this session's CSRF token (constant time)."""
+        return hmac.compare_digest(session.csrf.encode(), (presented or "").encode())
+
+    # The login form has no session yet: its CSRF token is bound to a short-lived cookie.
+
+    def login_nonce(self) -> str:
+        """A fresh nonce for the login form's cookie."""
+        return secrets.token_urlsafe(18)
+
+    def login_csrf(self, nonce: str) -> str:
+        """The login form's hidden token for ``nonce``."""
+        return self.sign("login", nonce)
+
+    def login_csrf_ok(self, nonce: str | None, presented: str | None) -> bool:
+        """Whether the login form came from a page this console served to this browser."""
+        if not nonce or not presented:
+            return False
+        return self.verify("login", nonce, presented)
+
+    # Flash messages travel in a signed cookie between a POST and the page it redirects to.
+
+    def pack_flash(self, flash: Flash) -> str:
+        """A cookie value holding ``flash``."""
+        body = _b64(orjson.dumps([flash.kind, flash.text[:500]]))
+        return f"{body}.{self.sign('flash', body)}"
+
+    def unpack_flash(self, cookie: str | None) -> Flash | None:
+        """The flash message in a cookie, if it is one of ours."""
+        if not cookie:
+            return None
+        body, _, signature = cookie.partition(".")
+        if not self.verify("flash", body, signature):
+            return None
+        try:
+            kind, text = orjson.loads(_unb64(body))
+        except (ValueError, TypeError):
+            return None
+        if kind not in ("success", "error", "info") or not isinstance(text, str):
+            return None
+        return Flash(kind, text)
+
+
+@dataclass
+class Revoked:
+    """Sessions signed out on this process, remembered until they would have expired."""
+
+    nonces: dict[str, int] = field(default_factory=dict)
+
+    def add(self, session: Session) -> None:
+        """Refuse this session from now on."""
+        now = time.time()
+        self.nonces = {n: e for n, e in self.nonces.items() if e > now}
+        self.nonces[session.nonce] = session.expires
+
+    def __contains__(self, session: object) -> bool:
+        return isinstance(session, Session) and session.nonce in self.nonces
+
+
+@dataclass
+class LoginThrottle:
+    """Failed logins per client address within a window; beyond the limit, logins wait."""
+
+    limit: int = 10
+    window_seconds: float = 300.0
+    failures: dict[str, deque[float]] = field(default_factory=dict)
+
+    def _recent(self, client: str, now: float) -> deque[float]:
+        times = self.failures.setdefault(client, deque())
+        while times and times[0] <= now - self.window_seconds:
+            times.popleft()
+        return times
+
+    def blocked(self, client: str) -> bool:
+        """Whether ``client`` has failed too often recently."""
+        blocked = len(self._recent(client, time.monotonic())) >= self.limit
+        if not self.failures.get(client):
+            self.failures.pop(client, None)
+        return blocked
+
+    def failed(self, client: str) -> None:
+        """Count a failed login."""
+        if len(self.failures) > 10000:
+            self.failures.clear()
+        self._recent(client, time.monotonic()).append(time.monotonic())
+
+    def succeeded(self, client: str) -> None:
+        """Forget a client's failures."""
+        self.failures.pop(client, None)
