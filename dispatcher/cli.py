@@ -725,7 +725,10 @@ def events_send(
         _print_json(answer)
         return
     note = " (duplicate: already accepted, nothing created)" if answer["duplicate"] else ""
-    click.echo(f"{answer['id']}: {answer['type']}, {answer['deliveries']} delivery(ies){note}")
+    n = answer["deliveries"]
+    click.echo(
+        f"{answer['id']}: {answer['type']}, {n} {'delivery' if n == 1 else 'deliveries'}{note}"
+    )
 
 
 @main.group()

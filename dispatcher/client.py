@@ -742,7 +742,7 @@ class _LoopThread:
         self.loop.run_forever()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self.loop.is_closed():
+        if self.loop.is_closed() or not self.thread.is_alive():
             coro.close()
             raise RuntimeError("the client is closed")
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
@@ -753,11 +753,21 @@ class _LoopThread:
             raise
 
     def stop(self) -> None:
+        """Stop the loop and its thread, then close the loop (idempotent)."""
         if self.loop.is_closed():
             return
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        if threading.current_thread() is not self.thread:
-            self.thread.join()
+        if threading.current_thread() is self.thread:
+            self.loop.stop()
+            return
+        if self.thread.is_alive():
+            with contextlib.suppress(Exception):
+                done = asyncio.run_coroutine_threadsafe(
+                    self.loop.shutdown_default_executor(), self.loop
+                )
+                done.result(5)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+        if not self.thread.is_alive():
             self.loop.close()
 
 

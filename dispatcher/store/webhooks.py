@@ -219,9 +219,10 @@ async def import_one(
     outcome = "unchanged" if row is None else "created" if row["inserted"] else "updated"
     if before is not None and row is not None and before["enabled"] != row["enabled"]:
         await (deliveries.resume if row["enabled"] else deliveries.hold)(conn, webhook_id)
-    current = None if before is None else await current_secret(conn, webhook_id)
-    if before is None or current is None:
+    current = await current_secret(conn, webhook_id)
+    if current is None:
         await conn.execute(Q["insert_secret"], webhook_id, secret or signing.generate_secret())
+        outcome = "updated" if outcome == "unchanged" else outcome
     elif secret is not None and secret != current:
         await conn.execute(Q["retire_secret"], webhook_id, float(grace_seconds))
         await conn.execute(Q["prune_secrets"], webhook_id)
