@@ -25,6 +25,8 @@ DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
+    # A connection lost mid-transaction surfaces as "the underlying connection is closed".
+    asyncpg.InterfaceError,
 )
 
 _BLOCK = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)

@@ -420,7 +420,7 @@ class Engine:
 
             try:
                 async with self.pool.acquire() as conn:
-                    row = await webhook_store.set_enabled(conn, webhook_id, False, "gone")
+                    row = await webhook_store.disable_if_enabled(conn, webhook_id, "gone")
                 if row is not None:
                     await self.webhook_disabled(row)
             except DB_UNAVAILABLE as exc:

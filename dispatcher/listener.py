@@ -95,8 +95,9 @@ class Listener:
                     self.reconnects += 1
                     metrics.LISTEN_RECONNECTS.inc()
                     log.info("listener_reconnected", reconnects=self.reconnects)
-                    # Anything NOTIFYed while we were away is lost: reload it all.
-                    await self._reload_all()
+                # Anything NOTIFYed before LISTEN took effect (while away, or between the
+                # start-up load and this first LISTEN) was not heard: reload it all.
+                await self._reload_all()
                 first = False
                 backoff = 0.2
                 self.connected.set()
@@ -134,6 +135,7 @@ class Listener:
             self.engine.forget(str(change.get("id")))
 
     async def _reload_all(self) -> None:
+        # Runs beside the apply loop; Registry.load keeps changes applied meanwhile.
         await self.registry.load(self.pool)
         for webhook_id in list(self.engine.lanes):
             self.engine.webhook_changed(webhook_id)

@@ -87,10 +87,15 @@ class OutcomeBuffer:
             try:
                 await self._write(batch)
             except DB_UNAVAILABLE as exc:
+                # Keep the outcomes and try again: the leases keep the deliveries ours.
                 log.warning("outcome_write_failed", error=str(exc), pending=len(self._items))
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            except Exception:
+                # Not an outage: a batch the database refuses would be refused forever. Drop
+                # it; its deliveries come due again when their leases end and are re-sent.
+                log.exception("outcome_batch_dropped", count=len(batch))
             backoff = 0.1
             del self._items[: len(batch)]
             if self._on_flushed is not None:

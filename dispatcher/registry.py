@@ -83,19 +83,40 @@ class Registry:
     disabled_types: frozenset[str] = frozenset()
     # Fan-out answers per event type, dropped whenever anything changes.
     _by_type: dict[str, list[WebhookSpec]] = field(default_factory=dict)
+    # Webhook ids refreshed while a full load is reading (one set per load in progress).
+    _touched: list[set[str]] = field(default_factory=list)
+    _types_version: int = 0
 
     async def load(self, conn: Executor) -> None:
-        """Replace everything with the database's current state."""
-        rows = await conn.fetch(_WEBHOOKS_SQL + " ORDER BY w.id")
-        types = await conn.fetch("SELECT name FROM event_types WHERE NOT enabled")
-        self.webhooks = {r["id"]: _spec(r) for r in rows}
-        self.disabled_types = frozenset(r["name"] for r in types)
+        """Replace everything with the database's current state.
+
+        Single changes applied while the snapshot is read are newer than it and are kept.
+        """
+        touched: set[str] = set()
+        self._touched.append(touched)
+        types_before = self._types_version
+        try:
+            rows = await conn.fetch(_WEBHOOKS_SQL + " ORDER BY w.id")
+            types = await conn.fetch("SELECT name FROM event_types WHERE NOT enabled")
+        finally:
+            self._touched = [t for t in self._touched if t is not touched]
+        fresh = {r["id"]: _spec(r) for r in rows}
+        for webhook_id in touched:
+            if webhook_id in self.webhooks:
+                fresh[webhook_id] = self.webhooks[webhook_id]
+            else:
+                fresh.pop(webhook_id, None)
+        self.webhooks = fresh
+        if self._types_version == types_before:
+            self.disabled_types = frozenset(r["name"] for r in types)
         self._by_type.clear()
 
     async def refresh_webhook(self, conn: Executor, webhook_id: str) -> WebhookSpec | None:
         """Re-read one webhook (None and forgotten if it no longer exists)."""
         row = await conn.fetchrow(_WEBHOOKS_SQL + " WHERE w.id = $1", webhook_id)
         self._by_type.clear()
+        for touched in self._touched:
+            touched.add(webhook_id)
         if row is None:
             self.webhooks.pop(webhook_id, None)
             return None
@@ -107,6 +128,7 @@ class Registry:
         """Re-read the catalogue's disabled types."""
         types = await conn.fetch("SELECT name FROM event_types WHERE NOT enabled")
         self.disabled_types = frozenset(r["name"] for r in types)
+        self._types_version += 1
         self._by_type.clear()
 
     def targets(self, event_type: str) -> list[WebhookSpec]:

@@ -123,6 +123,16 @@ async def set_enabled(
     return to_api(row) if row else None
 
 
+async def disable_if_enabled(conn: Conn, webhook_id: str, reason: str) -> dict[str, Any] | None:
+    """Disable an enabled webhook; None when it was already disabled (or is gone)."""
+    async with conn.transaction():
+        row = await conn.fetchrow(Q["disable_if_enabled"], webhook_id, reason)
+        if row is not None:
+            await deliveries.hold(conn, webhook_id)
+            await notify(conn, "webhook", id=webhook_id)
+    return to_api(row) if row else None
+
+
 async def delete(conn: Conn, webhook_id: str) -> bool:
     """Delete a webhook and cancel its unfinished deliveries; False if it did not exist."""
     async with conn.transaction():

@@ -122,3 +122,10 @@ WHERE (w.name, w.url, w.event_types, w.enabled, w.disabled_reason, w.description
        EXCLUDED.include_payload, EXCLUDED.max_retries, EXCLUDED.timeout_seconds,
        EXCLUDED.rate_limit_per_second, EXCLUDED.max_in_flight)
 RETURNING w.*, (w.xmax = 0) AS inserted;
+
+-- name: disable_if_enabled
+-- The engine disables a webhook (410 Gone); NULL when it was already disabled.
+UPDATE webhooks
+SET enabled = false, disabled_reason = $2, disabled_at = now(), updated_at = now()
+WHERE id = $1 AND enabled
+RETURNING *;
