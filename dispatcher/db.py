@@ -25,8 +25,10 @@ DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
-    # A connection lost mid-transaction surfaces as "the underlying connection is closed".
+    # A connection lost mid-transaction surfaces as "the underlying connection is closed",
+    # or, while the pool resets it, as "cannot switch to state ...".
     asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
 )
 
 _BLOCK = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)

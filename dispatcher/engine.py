@@ -367,6 +367,8 @@ class Engine:
                 error=result.error or (decision.reason if status == "failed" else None),
                 url=spec.url,
                 next_attempt_at=next_at,
+                event_id=job.payload.id,
+                event_type=job.payload.type,
             )
         )
         self.leased.discard(job.delivery_id)
@@ -390,23 +392,6 @@ class Engine:
             log.warning("delivery_failed", **fields)
         else:
             log.info("delivery_attempt", **fields)
-        if status == "failed" and self.publisher is not None:
-            from dispatcher.operational import DELIVERY_FAILED, PREFIX
-
-            if not job.payload.type.startswith(PREFIX):
-                self.publisher.publish(
-                    DELIVERY_FAILED,
-                    {
-                        "delivery_id": job.delivery_id,
-                        "event_id": job.payload.id,
-                        "event_type": job.payload.type,
-                        "webhook_id": spec.id,
-                        "attempt_count": number,
-                        "last_status_code": result.status_code,
-                        "last_error": result.error or decision.reason,
-                    },
-                    spec.id,
-                )
         if decision.disable_gone:
             self._disable_gone(spec.id)
 
@@ -458,6 +443,25 @@ class Engine:
         # A retry written to the database may be due before the scheduler's next look.
         if self.wake_scheduler is not None and any(o.next_attempt_at for o in batch):
             self.wake_scheduler.set()
+        if self.publisher is not None:
+            from dispatcher.operational import DELIVERY_FAILED, PREFIX
+
+            # Announced once the failure is committed, so the API already says "failed".
+            for o in batch:
+                if o.status == "failed" and not o.event_type.startswith(PREFIX):
+                    self.publisher.publish(
+                        DELIVERY_FAILED,
+                        {
+                            "delivery_id": o.delivery_id,
+                            "event_id": o.event_id,
+                            "event_type": o.event_type,
+                            "webhook_id": o.webhook_id,
+                            "attempt_count": o.number,
+                            "last_status_code": o.status_code,
+                            "last_error": o.error,
+                        },
+                        o.webhook_id,
+                    )
         if self.settings.failures_before_disable < 0:
             return
         failing = {

@@ -37,6 +37,8 @@ class Outcome:
     error: str | None
     url: str
     next_attempt_at: datetime | None
+    event_id: str = ""
+    event_type: str = ""
 
 
 class OutcomeBuffer:
