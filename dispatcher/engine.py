@@ -331,10 +331,8 @@ class Engine:
         number = job.attempt_count + 1
         finished_at = datetime.now(UTC)
         label = spec.id if self.per_webhook_metrics else ""
-        metrics.ATTEMPTS.labels(
-            metrics.result_class(result.status_code, result.error_kind), label
-        ).inc()
-        metrics.ATTEMPT_DURATION.labels(label).observe(result.duration_ms / 1000)
+        metrics.attempts(metrics.result_class(result.status_code, result.error_kind), label).inc()
+        metrics.attempt_duration(label).observe(result.duration_ms / 1000)
         decision = retry.decide(
             self.policy,
             status=result.status_code,
@@ -345,15 +343,13 @@ class Engine:
         )
         if decision.verdict is retry.Verdict.SUCCESS:
             status, next_at = "success", None
-            metrics.DELIVERIES_FINISHED.labels("success", label).inc()
-            metrics.DELIVERY_LATENCY.labels(label).observe(
-                (finished_at - job.age_from).total_seconds()
-            )
+            metrics.deliveries_finished("success", label).inc()
+            metrics.delivery_latency(label).observe((finished_at - job.age_from).total_seconds())
         elif decision.verdict is retry.Verdict.RETRY:
             status, next_at = "retrying", finished_at + timedelta(seconds=decision.delay)
         else:
             status, next_at = "failed", None
-            metrics.DELIVERIES_FINISHED.labels("failed", label).inc()
+            metrics.deliveries_finished("failed", label).inc()
         self.outcomes.add(
             Outcome(
                 delivery_id=job.delivery_id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -105,6 +106,32 @@ LISTEN_RECONNECTS = Counter(
 HTTP_REQUESTS = Counter(
     "dispatcher_http_requests_total", "API requests answered.", ["method", "route", "status"]
 )
+
+
+# Labelled children looked up once: ``labels()`` takes a lock and hashes on every call, which
+# shows on the per-attempt hot path.
+@lru_cache(maxsize=8192)
+def attempts(result: str, webhook_id: str) -> Counter:
+    """The attempts counter for one result class (and webhook, if labelled)."""
+    return ATTEMPTS.labels(result, webhook_id)
+
+
+@lru_cache(maxsize=8192)
+def attempt_duration(webhook_id: str) -> Histogram:
+    """The attempt duration histogram child."""
+    return ATTEMPT_DURATION.labels(webhook_id)
+
+
+@lru_cache(maxsize=8192)
+def delivery_latency(webhook_id: str) -> Histogram:
+    """The producer-to-delivery latency histogram child."""
+    return DELIVERY_LATENCY.labels(webhook_id)
+
+
+@lru_cache(maxsize=8192)
+def deliveries_finished(outcome: str, webhook_id: str) -> Counter:
+    """The finished-deliveries counter child."""
+    return DELIVERIES_FINISHED.labels(outcome, webhook_id)
 
 
 def result_class(status_code: int | None, error_kind: str | None) -> str:
