@@ -254,6 +254,8 @@ class Env:
             "TRUNCATE attempts, deliveries, events, webhook_secrets, webhooks, event_types"
         )
         await self.db.execute("VACUUM ANALYZE")
+        # Flush the previous scenario's writes now, so its checkpoint does not land in the next.
+        await self.db.execute("CHECKPOINT")
         await self.receiver.reset()
 
     # -- waiting for outcomes -----------------------------------------------------------------
