@@ -160,5 +160,6 @@ def create_app(settings: Settings, dsn: str, tokens: Tokens) -> web.Application:
         app.add_routes(module.routes)
     app.router.add_get("/metrics", metrics.handler)
     app.router.add_get("/v1/openapi.json", openapi.handler)
+    app[openapi.CACHE] = {}
     admin.setup(app)
     return app

@@ -209,7 +209,8 @@ def build(app: web.Application) -> dict[str, Any]:
     }
 
 
-_CACHE = web.AppKey("openapi_document", dict)
+# Filled on the first request (the app is frozen by then, so the dict itself is stored early).
+CACHE = web.AppKey("openapi_document", dict)
 
 
 @operation(summary="This document", tag="meta", auth="none", responses={200: "application/json"})
@@ -217,8 +218,7 @@ async def handler(request: web.Request) -> web.Response:
     """``GET /v1/openapi.json``."""
     import orjson
 
-    doc = request.app.get(_CACHE)
-    if doc is None:
-        doc = build(request.app)
-        request.app[_CACHE] = doc
-    return web.Response(body=orjson.dumps(doc), content_type="application/json")
+    cache = request.app[CACHE]
+    if "body" not in cache:
+        cache["body"] = orjson.dumps(build(request.app))
+    return web.Response(body=cache["body"], content_type="application/json")
