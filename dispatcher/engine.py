@@ -365,9 +365,9 @@ class Engine:
                 next_attempt_at=next_at,
                 event_id=job.payload.id,
                 event_type=job.payload.type,
+                age_from=job.age_from,
             )
         )
-        self.leased.discard(job.delivery_id)
         fields = {
             "event_id": job.payload.id,
             "delivery_id": job.delivery_id,
@@ -436,6 +436,8 @@ class Engine:
             )
 
     def _flushed(self, batch: list[Outcome]) -> None:
+        # Only now is the outcome durable: until here the lease stays ours and is renewed.
+        self.leased.difference_update(o.delivery_id for o in batch)
         # A retry written to the database may be due before the scheduler's next look.
         if self.wake_scheduler is not None and any(o.next_attempt_at for o in batch):
             self.wake_scheduler.set()

@@ -17,6 +17,7 @@ import asyncpg
 import structlog
 
 from dispatcher import fanout, ids, metrics
+from dispatcher.db import DB_UNAVAILABLE
 from dispatcher.engine import Engine
 from dispatcher.jobs import Job, Payload
 from dispatcher.registry import Registry
@@ -26,6 +27,12 @@ from dispatcher.store.events import Q
 log = structlog.get_logger(__name__)
 
 MAX_GROUP = 5000  # events per transaction
+
+
+def _fail(group: list[_Waiter], exc: BaseException) -> None:
+    for w in group:
+        if not w.future.done():
+            w.future.set_exception(exc)
 
 
 class NotRunning(Exception):
@@ -122,22 +129,33 @@ class Ingestor:
                     group.append(waiter)
                     count += len(waiter.events)
                 try:
-                    answers, jobs = await self._commit([e for w in group for e in w.events])
-                except Exception as exc:  # every waiter must hear about it, whatever it was
+                    await self._commit_group(group)
+                except asyncpg.PostgresError as exc:
+                    if isinstance(exc, DB_UNAVAILABLE) or len(group) == 1:
+                        _fail(group, exc)
+                        continue
+                    # One submission the database refuses must not fail its neighbours:
+                    # commit each on its own, so only the offender hears of the error.
                     for w in group:
-                        if not w.future.done():
-                            w.future.set_exception(exc)
-                    continue
-                pos = 0
-                for w in group:
-                    n = len(w.events)
-                    if not w.future.done():
-                        w.future.set_result(answers[pos : pos + n])
-                    pos += n
-                if jobs and self.engine is not None:
-                    self.engine.submit(jobs)
+                        try:
+                            await self._commit_group([w])
+                        except Exception as single:
+                            _fail([w], single)
+                except Exception as exc:  # every waiter must hear about it, whatever it was
+                    _fail(group, exc)
             if self._closing:
                 return
+
+    async def _commit_group(self, group: list[_Waiter]) -> None:
+        answers, jobs = await self._commit([e for w in group for e in w.events])
+        pos = 0
+        for w in group:
+            n = len(w.events)
+            if not w.future.done():
+                w.future.set_result(answers[pos : pos + n])
+            pos += n
+        if jobs and self.engine is not None:
+            self.engine.submit(jobs)
 
     async def _commit(self, events: list[NewEvent]) -> tuple[list[Accepted], list[Job]]:
         # The first occurrence of an id in the group wins; later ones are duplicates.
@@ -194,6 +212,7 @@ class Ingestor:
                     d_leased,
                     owner,
                     engine.settings.lease_seconds if engine is not None else 30.0,
+                    now,  # created_at: the jobs' age (and outcome fence) starts here
                 )
             duplicates = [e.id for e in unique if e.id not in inserted]
             if duplicates:

@@ -39,6 +39,9 @@ class Outcome:
     next_attempt_at: datetime | None
     event_id: str = ""
     event_type: str = ""
+    # The job's age origin (created_at or requeued_at): an outcome for an older queueing is
+    # not applied over a manual retry or replay.
+    age_from: datetime | None = None
 
 
 class OutcomeBuffer:
@@ -132,6 +135,7 @@ class OutcomeBuffer:
                 [o.status_code for o in batch],
                 [o.error for o in batch],
                 self._owner,
+                [o.age_from for o in batch],
             )
 
     async def drain(self, timeout: float) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import asyncpg
 import structlog
@@ -21,6 +22,8 @@ log = structlog.get_logger(__name__)
 
 MAX_SLEEP = 5.0  # look again at least this often, whatever the database said
 BUSY_SLEEP = 0.2  # work is due but cannot be taken (full lanes, held webhooks)
+TIDY_INTERVAL = 2.0  # at most this often: park held work, cancel orphans
+HEAL_INTERVAL = 30.0  # re-arm held work of enabled webhooks
 
 
 class Scheduler:
@@ -33,6 +36,8 @@ class Scheduler:
         engine.wake_scheduler = self.wake
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._tidied = 0.0
+        self._healed = time.monotonic()
         self.healthy = True
 
     def start(self) -> None:
@@ -44,9 +49,13 @@ class Scheduler:
         self._stopping = True
         self.wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Let a claim in progress hand its rows to the engine (which releases them at
+            # stop); cancel only if it does not finish in time.
+            done, _ = await asyncio.wait([self._task], timeout=5)
+            if not done:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
 
     async def _run(self) -> None:
         backoff = 0.5
@@ -55,6 +64,9 @@ class Scheduler:
         while not self._stopping:
             try:
                 delay = await self.tick()
+                if time.monotonic() - self._healed > HEAL_INTERVAL:
+                    self._healed = time.monotonic()
+                    await self.heal()
                 self.healthy = True
                 backoff = 0.5
             except DB_UNAVAILABLE as exc:
@@ -92,7 +104,16 @@ class Scheduler:
         if seconds is None:
             return MAX_SLEEP
         if seconds <= 0:
-            # Due but not claimed: full lanes or a webhook disabled under us. Park the held.
-            await self.pool.execute(Q["park_held"])
+            # Due but not claimed: full lanes, or a webhook disabled or deleted under us.
+            # Tidy those up now and then, not on every tick while the engine is simply full.
+            now = time.monotonic()
+            if capacity > 0 and now - self._tidied > TIDY_INTERVAL:
+                self._tidied = now
+                await self.pool.execute(Q["park_held"])
+                await self.pool.execute(Q["cancel_orphans"])
             return BUSY_SLEEP
         return min(float(seconds), MAX_SLEEP)
+
+    async def heal(self) -> None:
+        """Re-arm held deliveries of webhooks that are enabled (a hold racing an enable)."""
+        await self.pool.execute(Q["heal_held"])

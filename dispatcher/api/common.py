@@ -47,7 +47,7 @@ async def read_json(request: web.Request, max_bytes: int = 1024 * 1024) -> Any:
     try:
         if _LONG_NUMBER.search(body):
             # orjson cannot hold integers beyond 64 bits; the stdlib keeps them exact.
-            return json.loads(body, parse_constant=_reject_constant)
+            return json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
         return orjson.loads(body)
     except (orjson.JSONDecodeError, ValueError, RecursionError) as exc:
         raise Problem(400, f"The body is not valid JSON: {exc}", slug="malformed") from None
@@ -55,6 +55,13 @@ async def read_json(request: web.Request, max_bytes: int = 1024 * 1024) -> Any:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is out of range for a JSON number")
+    return value
 
 
 async def read_model(request: web.Request, model: type[M], max_bytes: int = 1024 * 1024) -> M:

@@ -47,8 +47,14 @@ def to_new_event(event: EventIn, max_bytes: int, field: str = "data") -> NewEven
     try:
         data_json = orjson.dumps(event.data)
     except orjson.JSONEncodeError:
-        # Integers beyond 64 bits (parsed by the stdlib fallback in read_json) are kept exact.
-        data_json = json.dumps(event.data, separators=(",", ":"), ensure_ascii=False).encode()
+        # Integers beyond 64 bits (parsed by the stdlib fallback in read_json) are kept exact;
+        # what JSON cannot carry (infinities, lone surrogates) is the producer's error.
+        try:
+            data_json = json.dumps(
+                event.data, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            ).encode()
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise invalid(field, f"cannot be represented as JSON: {exc}") from None
     if len(data_json) > max_bytes:
         raise Problem(413, f"{field} is larger than {max_bytes} bytes.", slug="too-large")
     return NewEvent(

@@ -269,9 +269,7 @@ async def replay_webhook(request: web.Request) -> web.Response:
     webhook = await existing(request)
     body = await read_model(request, ReplayIn)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        count = await delivery_store.replay(
-            conn, webhook["id"], body.status, body.since, webhook["enabled"]
-        )
+        count = await delivery_store.replay(conn, webhook["id"], body.status, body.since)
         await notify(conn, "wake")
     request.app[SCHEDULER].wake.set()
     return json_response({"count": count}, status=202)

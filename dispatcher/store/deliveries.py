@@ -75,11 +75,9 @@ async def cancel(conn: Executor, delivery_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(Q["cancel_delivery"], delivery_id)
 
 
-async def replay(
-    conn: Executor, webhook_id: str, status: str, since: datetime, enabled: bool
-) -> int:
+async def replay(conn: Executor, webhook_id: str, status: str, since: datetime) -> int:
     """Re-queue a webhook's deliveries with ``status`` created since ``since``."""
-    result = await conn.execute(Q["replay_webhook"], webhook_id, status, since, enabled)
+    result = await conn.execute(Q["replay_webhook"], webhook_id, status, since)
     return int(result.split()[-1])
 
 

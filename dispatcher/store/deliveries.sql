@@ -1,9 +1,9 @@
 -- name: insert_deliveries
 -- Group commit, step 2: the fan-out rows. Leased rows ($5 true) were handed to this instance's
 -- engine in-process; the others wait for a scheduler to claim them.
-INSERT INTO deliveries (id, event_id, webhook_id, event_type, next_attempt_at, due_at,
-                        lease_owner, lease_until)
-SELECT d.id, d.event_id, d.webhook_id, d.event_type, now(),
+INSERT INTO deliveries (id, event_id, webhook_id, event_type, created_at, next_attempt_at,
+                        due_at, lease_owner, lease_until)
+SELECT d.id, d.event_id, d.webhook_id, d.event_type, $8, now(),
        CASE WHEN d.leased THEN now() + make_interval(secs => $7) ELSE now() END,
        CASE WHEN d.leased THEN $6 END,
        CASE WHEN d.leased THEN now() + make_interval(secs => $7) END
@@ -38,6 +38,22 @@ RETURNING d.id, d.event_id, d.webhook_id, d.event_type, d.attempt_count, d.attem
 -- Seconds until the earliest due time of unfinished work (NULL when there is none).
 SELECT extract(epoch FROM min(due_at) - now())::float8 FROM deliveries
 WHERE status IN ('created', 'retrying') AND due_at IS NOT NULL;
+
+-- name: cancel_orphans
+-- Deliveries created for a webhook deleted at the same moment: nothing will ever send them.
+UPDATE deliveries d
+SET status = 'cancelled', due_at = NULL, next_attempt_at = NULL, lease_owner = NULL,
+    lease_until = NULL, updated_at = now()
+WHERE d.status IN ('created', 'retrying') AND d.due_at <= now()
+  AND NOT EXISTS (SELECT 1 FROM webhooks w WHERE w.id = d.webhook_id);
+
+-- name: heal_held
+-- Self-heal: held deliveries of webhooks that are enabled again (a hold that raced an enable).
+UPDATE deliveries d
+SET due_at = greatest(coalesce(d.next_attempt_at, now()), now())
+FROM webhooks w
+WHERE w.id = d.webhook_id AND w.enabled
+  AND d.status IN ('created', 'retrying') AND d.due_at IS NULL AND d.lease_owner IS NULL;
 
 -- name: park_held
 -- Deliveries of disabled webhooks wait with due_at NULL (not claimable, not counted as due).
@@ -77,7 +93,8 @@ WHERE d.id = ANY($1::text[]) AND d.lease_owner = $2 AND w.id = d.webhook_id
 
 -- name: record_outcomes
 -- Batched outcome write, part 1: each delivery's new state. Only rows this instance still
--- leases and that are unfinished change (a cancel or a takeover wins over a late outcome).
+-- leases and that are unfinished change (a cancel or a takeover wins over a late outcome),
+-- and only if nobody re-queued them by hand meanwhile (requeued_at is the fencing token).
 UPDATE deliveries d
 SET status = o.status,
     attempt_count = o.attempt_count,
@@ -91,9 +108,11 @@ SET status = o.status,
     lease_until = NULL,
     updated_at = now()
 FROM unnest($1::text[], $2::text[], $3::integer[], $4::timestamptz[], $5::timestamptz[],
-            $6::integer[], $7::text[])
-     AS o(id, status, attempt_count, attempted_at, next_attempt_at, status_code, error)
-WHERE d.id = o.id AND d.lease_owner = $8 AND d.status IN ('created', 'retrying');
+            $6::integer[], $7::text[], $9::timestamptz[])
+     AS o(id, status, attempt_count, attempted_at, next_attempt_at, status_code, error,
+          age_from)
+WHERE d.id = o.id AND d.lease_owner = $8 AND d.status IN ('created', 'retrying')
+  AND coalesce(d.requeued_at, d.created_at) = o.age_from;
 
 -- name: record_attempts
 -- Batched outcome write, part 2: the attempt log.
@@ -126,8 +145,10 @@ LIMIT $5;
 UPDATE deliveries d
 SET status = 'retrying',
     next_attempt_at = now(),
-    due_at = CASE WHEN d.lease_until > now() THEN d.due_at
-                  WHEN (SELECT w.enabled FROM webhooks w WHERE w.id = d.webhook_id) THEN now()
+    -- An attempt in flight loses its lease, so its (older) outcome cannot overwrite this.
+    lease_owner = NULL,
+    lease_until = NULL,
+    due_at = CASE WHEN (SELECT w.enabled FROM webhooks w WHERE w.id = d.webhook_id) THEN now()
              END,
     requeued_at = now(),
     attempts_base = d.attempt_count,
@@ -145,9 +166,10 @@ WHERE id = $1 AND status IN ('created', 'retrying')
 RETURNING *;
 
 -- name: replay_webhook
--- Re-queue a webhook's finished deliveries with status $2 created since $3.
+-- Re-queue a webhook's finished deliveries with status $2 created since $3 (held if disabled).
 UPDATE deliveries
-SET status = 'retrying', next_attempt_at = now(), due_at = CASE WHEN $4 THEN now() END,
+SET status = 'retrying', next_attempt_at = now(),
+    due_at = CASE WHEN (SELECT w.enabled FROM webhooks w WHERE w.id = $1) THEN now() END,
     requeued_at = now(), attempts_base = attempt_count, updated_at = now()
 WHERE webhook_id = $1 AND status = $2 AND created_at >= $3;
 
