@@ -85,23 +85,20 @@ def validation_problem(exc: ValidationError, *, prefix: Sequence[int | str] = ()
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
         errors.append({"field": field_path([*prefix, *loc]), "message": msg})
-    return Problem(
-        422,
-        "The request body failed validation.",
-        slug="validation",
-        title="Validation failed",
-        errors=errors,
-    )
+    return validation_failed(errors)
+
+
+def validation_failed(
+    errors: Sequence[dict[str, str]], detail: str = "The request body failed validation."
+) -> Problem:
+    """The 422 every validation failure answers with: ``errors`` lists ``{field, message}``."""
+    return Problem(422, detail, slug="validation", title="Validation failed", errors=errors)
 
 
 def invalid(field: str, message: str, detail: str | None = None) -> Problem:
     """A 422 for one bad field outside a request body (query string, path)."""
-    return Problem(
-        422,
-        detail or f"{field}: {message}",
-        slug="validation",
-        title="Validation failed",
-        errors=[{"field": field, "message": message}],
+    return validation_failed(
+        [{"field": field, "message": message}], detail or f"{field}: {message}"
     )
 
 
@@ -133,13 +130,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except asyncpg.DataError as exc:
         # Input Postgres cannot represent that validation did not catch: still the client's.
         log.warning("invalid_input", error=str(exc), path=request.path)
-        return Problem(
-            422,
-            f"The input cannot be stored: {exc}",
-            slug="validation",
-            title="Validation failed",
-            errors=[],
-        ).response()
+        return validation_failed([], f"The input cannot be stored: {exc}").response()
     except (NotRunning, asyncpg.UndefinedTableError) as exc:
         # Starting up, shutting down, or pointed at a database that is not migrated yet.
         log.warning("not_ready", error=str(exc), path=request.path)

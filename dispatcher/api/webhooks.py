@@ -18,7 +18,7 @@ from dispatcher.ingest import NewEvent
 from dispatcher.matching import name_problem
 from dispatcher.openapi import BOOL, PAGINATION, STATUS, STR, Param, operation
 from dispatcher.pagination import page_body, page_from_query
-from dispatcher.problems import Problem, invalid, not_found
+from dispatcher.problems import Problem, invalid, not_found, validation_failed
 from dispatcher.schemas import (
     PATCH_NOT_NULL,
     CountOut,
@@ -46,13 +46,7 @@ async def check_target(request: web.Request, url: str) -> None:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     reason = await targets.forbidden_reason(parts.hostname or "", port)
     if reason:
-        raise Problem(
-            422,
-            "The URL points into a private network.",
-            slug="validation",
-            title="Validation failed",
-            errors=[{"field": "url", "message": reason}],
-        )
+        raise invalid("url", reason, "The URL points into a private network.")
 
 
 async def changed(request: web.Request, webhook_id: str) -> None:
@@ -143,13 +137,7 @@ async def patch_webhook(request: web.Request) -> web.Response:
         if f in PATCH_NOT_NULL and changes[f] is None
     ]
     if nulls:
-        raise Problem(
-            422,
-            "The request body failed validation.",
-            slug="validation",
-            title="Validation failed",
-            errors=nulls,
-        )
+        raise validation_failed(nulls)
     if changes.get("url"):
         await check_target(request, changes["url"])
     async with request.app[POOL].acquire() as conn:
