@@ -112,28 +112,34 @@ class OutcomeBuffer:
                     return
 
     async def _write(self, batch: list[Outcome]) -> None:
+        # Columns both statements share are built once per batch.
+        ids = [o.delivery_id for o in batch]
+        numbers = [o.number for o in batch]
+        started = [o.started_at for o in batch]
+        codes = [o.status_code for o in batch]
+        errors = [o.error for o in batch]
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 Q["record_attempts"],
-                [o.delivery_id for o in batch],
-                [o.number for o in batch],
+                ids,
+                numbers,
                 [o.webhook_id for o in batch],
-                [o.started_at for o in batch],
+                started,
                 [o.duration_ms for o in batch],
-                [o.status_code for o in batch],
+                codes,
                 [o.response_body for o in batch],
-                [o.error for o in batch],
+                errors,
                 [o.url for o in batch],
             )
             await conn.execute(
                 Q["record_outcomes"],
-                [o.delivery_id for o in batch],
+                ids,
                 [o.status for o in batch],
-                [o.number for o in batch],
-                [o.started_at for o in batch],
+                numbers,
+                started,
                 [o.next_attempt_at for o in batch],
-                [o.status_code for o in batch],
-                [o.error for o in batch],
+                codes,
+                errors,
                 self._owner,
                 [o.age_from for o in batch],
             )
