@@ -74,7 +74,14 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asy
         max_size=max_size,
         init=init_connection,
         command_timeout=60,
-        server_settings={"application_name": "dispatcher"},
+        server_settings={
+            "application_name": "dispatcher",
+            # Plan every execution with the table's current size. A generic plan cached while
+            # a table was empty (a fresh install, or after a truncate) keeps seq-scanning it
+            # as it grows, until autovacuum's next ANALYZE: quadratic slowdown under load.
+            # Hot statements are batched, so planning each one costs little.
+            "plan_cache_mode": "force_custom_plan",
+        },
     )
     assert pool is not None
     return pool
