@@ -41,6 +41,12 @@ log = structlog.get_logger("dispatcher.delivery")
 GLOBAL_IN_FLIGHT = 10_000
 TUNE_INTERVAL = 0.1
 SLOW_ATTEMPT = 0.05
+# Adaptive concurrency (see Engine._retune). A lane starts at MIN_LIMIT attempts in flight.
+MIN_LIMIT = 4
+# The event loop is "busy" (this process is CPU-bound) when the tuner's tick fires this late.
+LOOP_BUSY = 0.005
+# An attempt's wait is the endpoint's, not ours, when it exceeds this many loop lags.
+OWN_SHARE = 4.0
 LANE_QUEUE_LIMIT = 5_000
 CLAIM_BATCH = 1_000
 
@@ -61,8 +67,8 @@ class Lane:
     refilled: float = field(default_factory=time.monotonic)
     timer: asyncio.TimerHandle | None = None
     # Adaptive concurrency: start small so a fast endpoint is served over a few reused
-    # connections; the tuner doubles it while the endpoint is slow and work is waiting.
-    limit: int = 64
+    # connections; the tuner raises it while the endpoint, not this process, is the wait.
+    limit: int = MIN_LIMIT
     completed_at: float = field(default_factory=time.monotonic)
     latency: float = 0.0  # moving average of attempt durations, seconds
 
@@ -111,6 +117,8 @@ class Engine:
         self._gone_tasks: set[str] = set()
         self._breaker_pending: set[str] = set()
         self._breaker_task: asyncio.Task[None] | None = None
+        # Seconds by which the event loop runs late (EWMA): this process's CPU saturation.
+        self.loop_lag = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -245,7 +253,6 @@ class Engine:
             self.queued -= 1
             lane.in_flight += 1
             self.in_flight += 1
-            metrics.IN_FLIGHT.inc()
             task = asyncio.get_running_loop().create_task(self._attempt(lane, spec, job))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -271,8 +278,6 @@ class Engine:
         lane.completed_at = now
         lane.in_flight -= 1
         self.in_flight -= 1
-        metrics.IN_FLIGHT.dec()
-        metrics.QUEUED.set(self.queued)
         self._pump(lane)
         if self._waiting_for_global and self.in_flight < self.global_in_flight:
             waiting, self._waiting_for_global = self._waiting_for_global, set()
@@ -295,21 +300,41 @@ class Engine:
             self._finished(lane, time.monotonic() - started)
 
     async def _tune(self) -> None:
-        """Raise the concurrency of lanes whose endpoint is slow while work waits.
-
-        A lane is slow when nothing finished in the last tick or its attempts average over
-        SLOW_ATTEMPT seconds; doubling then reaches thousands in flight within a second, while
-        fast endpoints keep a small set of busy keep-alive connections.
-        """
+        """Every tick: measure the event loop's lag, publish the gauges, retune the lanes."""
+        loop = asyncio.get_running_loop()
         while True:
+            before = loop.time()
             await asyncio.sleep(TUNE_INTERVAL)
-            now = time.monotonic()
-            for lane in list(self.lanes.values()):
-                if not lane.queue or lane.in_flight < lane.limit:
-                    continue
-                if now - lane.completed_at > TUNE_INTERVAL or lane.latency > SLOW_ATTEMPT:
-                    lane.limit = min(lane.limit * 2, self.global_in_flight)
-                    self._pump(lane)
+            now = loop.time()
+            lag = max(0.0, now - before - TUNE_INTERVAL)
+            self.loop_lag = 0.7 * self.loop_lag + 0.3 * lag
+            metrics.LOOP_LAG.set(self.loop_lag)
+            metrics.IN_FLIGHT.set(self.in_flight)
+            metrics.QUEUED.set(self.queued)
+            self._retune(time.monotonic())
+
+    def _retune(self, now: float) -> None:
+        """Adjust the concurrency of lanes that have work waiting and are at their limit.
+
+        More attempts in flight help only while this process has CPU to spare or the time
+        goes to the endpoint: every extra connection costs CPU, and past saturation it buys
+        nothing but longer queues. So a lane doubles while the event loop keeps up, or while
+        its endpoint is slow (attempts take longer than SLOW_ATTEMPT and several loop lags,
+        or nothing finished for a tick). A fast endpoint's lane shrinks back toward
+        MIN_LIMIT when the loop is saturated: then fewer connections deliver more.
+        """
+        lag = self.loop_lag
+        busy = lag > LOOP_BUSY
+        for lane in list(self.lanes.values()):
+            if not lane.queue or lane.in_flight < lane.limit:
+                continue
+            stalled = now - lane.completed_at > TUNE_INTERVAL + 2 * lag
+            slow = lane.latency > SLOW_ATTEMPT
+            if stalled or not busy or (slow and lane.latency > OWN_SHARE * lag):
+                lane.limit = min(lane.limit * 2, self.global_in_flight)
+                self._pump(lane)
+            elif not slow and lane.limit > MIN_LIMIT:
+                lane.limit = max(MIN_LIMIT, lane.limit * 3 // 4)
 
     async def _send(self, spec: WebhookSpec, job: Job) -> None:
         assert self._session is not None

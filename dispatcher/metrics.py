@@ -77,6 +77,11 @@ QUEUED = Gauge(
     "Deliveries leased by this process and waiting in its lanes.",
     multiprocess_mode="livesum",
 )
+LOOP_LAG = Gauge(
+    "dispatcher_event_loop_lag_seconds",
+    "How late the event loop runs timers (moving average): near 0 idle, rising when CPU-bound.",
+    multiprocess_mode="max",
+)
 QUEUE_DEPTH = Gauge(
     "dispatcher_queue_depth",
     "Unfinished deliveries in the database: due now, scheduled later, held (disabled webhook).",
