@@ -138,6 +138,7 @@ class Overview:
     due: int
     scheduled: int
     held: int
+    leased: int
     oldest_due_seconds: float
     disabled_webhooks: int
 
@@ -164,6 +165,7 @@ async def overview(conn: Executor) -> Overview:
         due=depth["due"],
         scheduled=depth["scheduled"],
         held=depth["held"],
+        leased=depth["leased"],
         oldest_due_seconds=depth["oldest_due_seconds"],
         disabled_webhooks=disabled or 0,
     )

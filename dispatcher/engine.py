@@ -3,8 +3,9 @@
 Work arrives leased to this instance, either in-process from ingestion (no second read) or
 from the scheduler's claim query. Each webhook has a lane: a queue plus its own in-flight
 count and token bucket, so a slow or rate-limited endpoint only ever waits on itself. A global
-cap bounds the total in flight. Outcomes go to the :class:`OutcomeBuffer` (batched writes);
-leases of everything held in memory are renewed in bulk.
+cap bounds the total in flight. Outcomes go to the :class:`OutcomeBuffer` (batched writes).
+Leases hold while this instance's heartbeat row is fresh (one write per interval, however much
+it holds); another instance's reaper releases them when the heartbeat stops.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ LOOP_BUSY = 0.005
 # An attempt's wait is the endpoint's, not ours, when it exceeds this many loop lags.
 OWN_SHARE = 4.0
 LANE_QUEUE_LIMIT = 5_000
+# Heartbeats between two looks for stray leases.
+STRAY_CHECK_BEATS = 3
 CLAIM_BATCH = 1_000
 
 
@@ -104,7 +107,7 @@ class Engine:
         self._waiting_for_global: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
-        self._renewer: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
         self._tuner: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
@@ -123,11 +126,22 @@ class Engine:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the HTTP session and start the background writers."""
+        """Announce this instance, open the HTTP session and start the background writers."""
+        # The heartbeat row must exist before anything is leased to this owner, or another
+        # instance's reaper would release the leases at once.
+        delay = 0.2
+        while True:
+            try:
+                await self.pool.execute(Q["heartbeat"], self.owner)
+                break
+            except DB_UNAVAILABLE as exc:
+                log.warning("heartbeat_failed", error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         self._session = sender.create_session(self.settings.allow_private_targets)
         self.outcomes.start()
         loop = asyncio.get_running_loop()
-        self._renewer = loop.create_task(self._renew_leases(), name="leases")
+        self._heartbeat = loop.create_task(self._keep_alive(), name="heartbeat")
         self._tuner = loop.create_task(self._tune(), name="lane-tuner")
         self.running = True
 
@@ -150,8 +164,13 @@ class Engine:
         await self.outcomes.close()
         # Anything still leased (attempts cut off at the deadline) goes back to the queue.
         await self.release(list(self.leased))
-        if self._renewer:
-            self._renewer.cancel()
+        if self._heartbeat:
+            self._heartbeat.cancel()
+        if not self.leased:
+            try:
+                await self.pool.execute(Q["instance_stopped"], self.owner)
+            except DB_UNAVAILABLE as exc:
+                log.warning("instance_stop_unrecorded", error=str(exc))
         if self._tuner:
             self._tuner.cancel()
         if self._breaker_task is not None:
@@ -512,22 +531,34 @@ class Engine:
 
     # -- leases -----------------------------------------------------------------------------
 
-    async def _renew_leases(self) -> None:
+    async def _keep_alive(self) -> None:
+        """Beat every third of the lease period; now and then, release stray leases.
+
+        A stray is a delivery leased to this instance in the database that the engine no
+        longer holds: left by an error path (a release or outcome write that failed for good,
+        an ingestion commit whose answer was lost). Without this a live instance would keep
+        it forever, as its heartbeat never stops.
+        """
         interval = max(1.0, self.settings.lease_seconds / 3)
+        beats = 0
         while True:
             await asyncio.sleep(interval)
-            ids = list(self.leased)
-            for i in range(0, len(ids), 5000):
-                try:
-                    await self.pool.execute(
-                        Q["renew_leases"],
-                        ids[i : i + 5000],
-                        self.owner,
-                        self.settings.lease_seconds,
-                    )
-                except DB_UNAVAILABLE as exc:
-                    log.warning("lease_renewal_failed", error=str(exc))
-                    break
+            try:
+                await self.pool.execute(Q["heartbeat"], self.owner)
+                beats += 1
+                if beats % STRAY_CHECK_BEATS == 0:
+                    await self.release_strays()
+            except DB_UNAVAILABLE as exc:
+                log.warning("heartbeat_failed", error=str(exc))
+
+    async def release_strays(self) -> int:
+        """Release deliveries leased to this instance (for over a lease period) it does not hold."""
+        rows = await self.pool.fetch(Q["leased_to"], self.owner, self.settings.lease_seconds)
+        strays = [r["id"] for r in rows if r["id"] not in self.leased]
+        if strays:
+            log.warning("stray_leases_released", count=len(strays))
+            await self.release(strays)
+        return len(strays)
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until nothing is queued or in flight (tests, shutdown)."""

@@ -84,7 +84,8 @@ LOOP_LAG = Gauge(
 )
 QUEUE_DEPTH = Gauge(
     "dispatcher_queue_depth",
-    "Unfinished deliveries in the database: due now, scheduled later, held (disabled webhook).",
+    "Unfinished deliveries in the database: due now, scheduled later, held (disabled"
+    " webhook), leased (held by an instance, in its lanes or in flight).",
     ["state"],
     multiprocess_mode="max",
 )
@@ -178,7 +179,7 @@ async def sample(pool: asyncpg.Pool, registry_: Registry) -> None:
     WEBHOOKS.labels("disabled").set(len(registry_.webhooks) - enabled)
     row = await pool.fetchrow(Q["queue_depth"])
     if row is not None:
-        for state in ("due", "scheduled", "held"):
+        for state in ("due", "scheduled", "held", "leased"):
             QUEUE_DEPTH.labels(state).set(row[state])
         OLDEST_DUE.set(row["oldest_due_seconds"])
 

@@ -2,7 +2,8 @@
 
 It claims with leases (``FOR UPDATE SKIP LOCKED``), then sleeps until the earliest due time,
 or until woken: by a retry this instance wrote, by another instance's NOTIFY, by a manual
-retry, replay or enable. A crashed instance's work comes due by itself when its leases end.
+retry, replay or enable. It is also the reaper: deliveries leased to an instance whose
+heartbeat stopped (crashed, killed, cut off) are made due again here, then claimed as usual.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Scheduler:
         self._stopping = False
         self._tidied = 0.0
         self._healed = time.monotonic()
+        self._reaped = 0.0
         self.healthy = True
 
     def start(self) -> None:
@@ -64,6 +66,11 @@ class Scheduler:
         while not self._stopping:
             try:
                 delay = await self.tick()
+                lease = self.engine.settings.lease_seconds
+                if time.monotonic() - self._reaped > max(1.0, lease / 3):
+                    self._reaped = time.monotonic()
+                    if await self.reap():
+                        delay = 0.0
                 if time.monotonic() - self._healed > HEAL_INTERVAL:
                     self._healed = time.monotonic()
                     await self.heal()
@@ -94,7 +101,6 @@ class Scheduler:
                 engine.owner,
                 capacity,
                 engine.saturated_lanes(),
-                engine.settings.lease_seconds,
             )
             if rows:
                 engine.submit(job_from_row(r) for r in rows)
@@ -113,6 +119,15 @@ class Scheduler:
                 await self.pool.execute(Q["cancel_orphans"])
             return BUSY_SLEEP
         return min(float(seconds), MAX_SLEEP)
+
+    async def reap(self) -> int:
+        """Make due the work of instances whose heartbeat stopped; how many deliveries."""
+        released = int(
+            await self.pool.fetchval(Q["reap_leases"], self.engine.settings.lease_seconds)
+        )
+        if released:
+            log.warning("leases_reaped", count=released)
+        return released
 
     async def heal(self) -> None:
         """Re-arm held deliveries of webhooks that are enabled (a hold racing an enable)."""

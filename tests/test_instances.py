@@ -544,8 +544,9 @@ async def test_periodic_reload_applies_a_change_whose_notification_was_lost(
 async def test_live_instance_keeps_its_leases_on_attempts_longer_than_the_lease(
     receiver: Receiver, make_client: MakeClient, db: asyncpg.Connection
 ) -> None:
-    """Attempts (and queued work) outlast the 2 s lease; renewal keeps them, so the other
-    instance takes nothing over and each event is sent exactly once."""
+    """Attempts (and queued work) outlast the 2 s lease; A's heartbeat keeps them, so the
+    other instance's reaper releases nothing, it takes nothing over, and each event is sent
+    exactly once."""
     a, b = await two(make_client, lease_seconds=2)
     gate = Gate()
     receiver.responders["/long"] = gate
@@ -558,15 +559,17 @@ async def test_live_instance_keeps_its_leases_on_attempts_longer_than_the_lease(
     await eventually(two_in_flight, 5, "two attempts in flight")
     owner = a.app[ENGINE].owner
 
-    async def leases_renewed_twice() -> bool:
-        # Every lease of A's has been extended well past its original 2 s.
-        rows = await deliveries_of(db, hook["id"])
-        return len(rows) == 4 and all(
-            r["lease_owner"] == owner and (r["lease_until"] - r["created_at"]).total_seconds() > 3.5
-            for r in rows
+    async def heartbeats_after_two_lease_periods() -> bool:
+        # A has beaten well past the 2 s lease since it took all four.
+        beat = await db.fetchval(
+            "SELECT heartbeat_at - started_at FROM dispatcher_instances WHERE owner = $1", owner
         )
+        return beat is not None and beat.total_seconds() > 4.0
 
-    await eventually(leases_renewed_twice, 6, "A to renew its leases")
+    await eventually(heartbeats_after_two_lease_periods, 8, "A to keep beating")
+    rows = await deliveries_of(db, hook["id"])
+    assert len(rows) == 4 and all(r["lease_owner"] == owner for r in rows)
+    assert await b.app[SCHEDULER].reap() == 0
     b.app[SCHEDULER].wake.set()
     await b.app[SCHEDULER].tick()
     assert gate.arrived == 2, "B took over work A still held"
@@ -576,6 +579,58 @@ async def test_live_instance_keeps_its_leases_on_attempts_longer_than_the_lease(
     assert sorted(header_id(r) for r in got) == sorted(s["id"] for s in sent)
     assert len(receiver.at("/long")) == 4
     assert len(await attempts_of(db, hook["id"])) == 4
+
+
+async def test_work_leased_to_an_instance_without_a_heartbeat_is_reaped_and_sent(
+    receiver: Receiver, make_client: MakeClient, db: asyncpg.Connection
+) -> None:
+    """A delivery leased to an owner that never beat (or stopped beating) is released by the
+    reaper and then sent; one leased to the live instance is left alone."""
+    client = await make_client(lease_seconds=2)
+    hook = await create_webhook(client, url=receiver.url("/reaped"))
+    await publish(client)
+    await receiver.wait_for(1, "/reaped", timeout=5)
+    await idle(client)
+    # Make it look unfinished and held by a ghost instance (as after a crash).
+    await db.execute(
+        "UPDATE deliveries SET status = 'retrying', due_at = NULL, lease_owner = 'ghost:1:x', "
+        "leased_at = now() WHERE webhook_id = $1",
+        hook["id"],
+    )
+    scheduler = client.app[SCHEDULER]
+    assert await scheduler.reap() == 1
+    row = (await deliveries_of(db, hook["id"]))[0]
+    assert row["lease_owner"] is None and row["due_at"] is not None
+    scheduler.wake.set()
+    await receiver.wait_for(2, "/reaped", timeout=5)
+    assert await scheduler.reap() == 0
+
+
+async def test_a_live_instance_releases_stray_leases_it_does_not_hold(
+    receiver: Receiver, make_client: MakeClient, db: asyncpg.Connection
+) -> None:
+    """A delivery leased to this instance in the database that its engine does not hold (a
+    release that failed for good) would never be sent while the heartbeat goes on: the
+    engine's stray check gives it back, and it is sent."""
+    client = await make_client(lease_seconds=1)
+    engine = client.app[ENGINE]
+    hook = await create_webhook(client, url=receiver.url("/stray"))
+    await publish(client)
+    await receiver.wait_for(1, "/stray", timeout=5)
+    await idle(client)
+    await db.execute(
+        "UPDATE deliveries SET status = 'retrying', due_at = NULL, lease_owner = $2, "
+        "leased_at = now() - interval '5 seconds' WHERE webhook_id = $1",
+        hook["id"],
+        engine.owner,
+    )
+    # The heartbeat alone keeps it leased: the reaper sees a live owner.
+    assert await client.app[SCHEDULER].reap() == 0
+    assert await engine.release_strays() == 1
+    client.app[SCHEDULER].wake.set()
+    await receiver.wait_for(2, "/stray", timeout=5)
+    await idle(client)
+    assert [r["status"] for r in await deliveries_of(db, hook["id"])] == ["success"]
 
 
 # --------------------------------------------------------------------------------------------

@@ -126,7 +126,7 @@ async def test_gauges_report_queue_and_pool(client: Any) -> None:
     await metrics.sample(client.app[POOL], client.app[REGISTRY])
     samples = await scrape(client)
     assert samples["dispatcher_webhooks{state=enabled}"] == 1
-    for state in ("due", "scheduled", "held"):
+    for state in ("due", "scheduled", "held", "leased"):
         assert f"dispatcher_queue_depth{{state={state}}}" in samples
     assert samples["dispatcher_db_pool_connections{state=idle}"] >= 0
     assert "dispatcher_oldest_due_seconds{}" in samples

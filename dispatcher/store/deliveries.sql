@@ -2,11 +2,11 @@
 -- Group commit, step 2: the fan-out rows. Leased rows ($5 true) were handed to this instance's
 -- engine in-process; the others wait for a scheduler to claim them.
 INSERT INTO deliveries (id, event_id, webhook_id, event_type, created_at, next_attempt_at,
-                        due_at, lease_owner, lease_until)
-SELECT d.id, d.event_id, d.webhook_id, d.event_type, $8, now(),
-       CASE WHEN d.leased THEN now() + make_interval(secs => $7) ELSE now() END,
+                        due_at, lease_owner, leased_at)
+SELECT d.id, d.event_id, d.webhook_id, d.event_type, $7, now(),
+       CASE WHEN d.leased THEN NULL ELSE now() END,
        CASE WHEN d.leased THEN $6 END,
-       CASE WHEN d.leased THEN now() + make_interval(secs => $7) END
+       CASE WHEN d.leased THEN now() END
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[])
      AS d(id, event_id, webhook_id, event_type, leased);
 
@@ -25,9 +25,7 @@ WITH due AS (
     FOR UPDATE OF d SKIP LOCKED
 )
 UPDATE deliveries d
-SET lease_owner = $1,
-    lease_until = now() + make_interval(secs => $4),
-    due_at = now() + make_interval(secs => $4)
+SET lease_owner = $1, leased_at = now(), due_at = NULL
 FROM due, events e
 WHERE d.id = due.id AND e.id = d.event_id
 RETURNING d.id, d.event_id, d.webhook_id, d.event_type, d.attempt_count, d.attempts_base,
@@ -43,7 +41,7 @@ WHERE status IN ('created', 'retrying') AND due_at IS NOT NULL;
 -- Deliveries created for a webhook deleted at the same moment: nothing will ever send them.
 UPDATE deliveries d
 SET status = 'cancelled', due_at = NULL, next_attempt_at = NULL, lease_owner = NULL,
-    lease_until = NULL, updated_at = now()
+    leased_at = NULL, updated_at = now()
 WHERE d.status IN ('created', 'retrying') AND d.due_at <= now()
   AND NOT EXISTS (SELECT 1 FROM webhooks w WHERE w.id = d.webhook_id);
 
@@ -58,7 +56,7 @@ WHERE w.id = d.webhook_id AND w.enabled
 -- name: park_held
 -- Deliveries of disabled webhooks wait with due_at NULL (not claimable, not counted as due).
 UPDATE deliveries d
-SET due_at = NULL, lease_owner = NULL, lease_until = NULL
+SET due_at = NULL, lease_owner = NULL, leased_at = NULL
 FROM webhooks w
 WHERE w.id = d.webhook_id AND NOT w.enabled
   AND d.status IN ('created', 'retrying') AND d.due_at <= now();
@@ -70,22 +68,54 @@ SET due_at = NULL
 WHERE webhook_id = $1 AND status IN ('created', 'retrying') AND lease_owner IS NULL;
 
 -- name: resume_webhook
--- A webhook was enabled: its held deliveries come due again.
+-- A webhook was enabled: its held deliveries come due again (leased ones are being sent).
 UPDATE deliveries
 SET due_at = greatest(coalesce(next_attempt_at, now()), now()), updated_at = now()
-WHERE webhook_id = $1 AND status IN ('created', 'retrying') AND due_at IS NULL;
+WHERE webhook_id = $1 AND status IN ('created', 'retrying') AND due_at IS NULL
+  AND lease_owner IS NULL;
 
--- name: renew_leases
--- Keep owning what this instance is still working on.
-UPDATE deliveries
-SET lease_until = now() + make_interval(secs => $3),
-    due_at = now() + make_interval(secs => $3)
-WHERE id = ANY($1::text[]) AND lease_owner = $2 AND status IN ('created', 'retrying');
+-- name: heartbeat
+-- This instance is alive: its leases hold. One row per instance, whatever it holds.
+INSERT INTO dispatcher_instances (owner) VALUES ($1)
+ON CONFLICT (owner) DO UPDATE SET heartbeat_at = now();
+
+-- name: instance_stopped
+-- A clean stop, after its leases were given back.
+DELETE FROM dispatcher_instances WHERE owner = $1;
+
+-- name: reap_leases
+-- The reaper: deliveries leased to an instance without a heartbeat in the last $1 seconds
+-- (crashed, killed, cut off) are due again at once, for any instance to claim. Instances
+-- silent for ten lease periods are forgotten.
+WITH released AS (
+    UPDATE deliveries d
+    SET lease_owner = NULL, leased_at = NULL,
+        due_at = CASE WHEN w.enabled THEN greatest(coalesce(d.next_attempt_at, now()), now())
+                 END
+    FROM webhooks w
+    WHERE d.lease_owner IS NOT NULL AND w.id = d.webhook_id
+      AND d.status IN ('created', 'retrying')
+      AND NOT EXISTS (SELECT 1 FROM dispatcher_instances i
+                      WHERE i.owner = d.lease_owner
+                        AND i.heartbeat_at > now() - make_interval(secs => $1))
+    RETURNING 1
+), forgotten AS (
+    DELETE FROM dispatcher_instances
+    WHERE heartbeat_at < now() - make_interval(secs => 10 * $1)
+)
+SELECT count(*) FROM released;
+
+-- name: leased_to
+-- Unfinished deliveries leased to $1 for over $2 seconds (the engine compares them with what
+-- it holds: any it does not hold are strays, and are released).
+SELECT id FROM deliveries
+WHERE lease_owner = $1 AND status IN ('created', 'retrying')
+  AND leased_at < now() - make_interval(secs => $2);
 
 -- name: release_leases
 -- Give work back (shutdown, or a lane that cannot take it): due again at once elsewhere.
 UPDATE deliveries d
-SET lease_owner = NULL, lease_until = NULL,
+SET lease_owner = NULL, leased_at = NULL,
     due_at = CASE WHEN w.enabled THEN greatest(coalesce(d.next_attempt_at, now()), now()) END
 FROM webhooks w
 WHERE d.id = ANY($1::text[]) AND d.lease_owner = $2 AND w.id = d.webhook_id
@@ -105,7 +135,7 @@ SET status = o.status,
     last_status_code = o.status_code,
     last_error = o.error,
     lease_owner = NULL,
-    lease_until = NULL,
+    leased_at = NULL,
     updated_at = now()
 FROM unnest($1::text[], $2::text[], $3::integer[], $4::timestamptz[], $5::timestamptz[],
             $6::integer[], $7::text[], $9::timestamptz[])
@@ -147,7 +177,7 @@ SET status = 'retrying',
     next_attempt_at = now(),
     -- An attempt in flight loses its lease, so its (older) outcome cannot overwrite this.
     lease_owner = NULL,
-    lease_until = NULL,
+    leased_at = NULL,
     due_at = CASE WHEN (SELECT w.enabled FROM webhooks w WHERE w.id = d.webhook_id) THEN now()
              END,
     requeued_at = now(),
@@ -161,7 +191,7 @@ RETURNING d.*;
 -- Stop a waiting delivery; finished ones are left alone.
 UPDATE deliveries
 SET status = 'cancelled', next_attempt_at = NULL, due_at = NULL, lease_owner = NULL,
-    lease_until = NULL, updated_at = now()
+    leased_at = NULL, updated_at = now()
 WHERE id = $1 AND status IN ('created', 'retrying')
 RETURNING *;
 
@@ -177,7 +207,8 @@ WHERE webhook_id = $1 AND status = $2 AND created_at >= $3;
 -- Unfinished deliveries by state, and the age of the oldest due one (for metrics).
 SELECT count(*) FILTER (WHERE due_at <= now()) AS due,
        count(*) FILTER (WHERE due_at > now()) AS scheduled,
-       count(*) FILTER (WHERE due_at IS NULL) AS held,
+       count(*) FILTER (WHERE due_at IS NULL AND lease_owner IS NULL) AS held,
+       count(*) FILTER (WHERE lease_owner IS NOT NULL) AS leased,
        coalesce(extract(epoch FROM now() - min(due_at) FILTER (WHERE due_at <= now())), 0)::float8
            AS oldest_due_seconds
 FROM deliveries
