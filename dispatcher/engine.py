@@ -15,7 +15,7 @@ import os
 import secrets
 import socket
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -48,7 +48,12 @@ MIN_LIMIT = 4
 LOOP_BUSY = 0.005
 # An attempt's wait is the endpoint's, not ours, when it exceeds this many loop lags.
 OWN_SHARE = 4.0
+# No lane takes more than this share of the global in-flight cap: a hung endpoint (every
+# attempt waits for its timeout) must leave room for the others.
+LANE_SHARE = 4
 LANE_QUEUE_LIMIT = 5_000
+# A failed release only logs: the stray check (or, after a stop, the reaper) retries it.
+_RELEASE_TROUBLE: tuple[type[BaseException], ...] = (asyncpg.PostgresError, *DB_UNAVAILABLE)
 # Heartbeats between two looks for stray leases.
 STRAY_CHECK_BEATS = 3
 CLAIM_BATCH = 1_000
@@ -100,7 +105,10 @@ class Engine:
             max_age_seconds=settings.max_age_seconds,
         )
         self.lanes: dict[str, Lane] = {}
-        self.leased: set[str] = set()
+        # Holds per delivery id: its jobs queued, in flight, or awaiting their outcome's
+        # write. Counted, because a manual retry can give one id a second job while the
+        # first attempt is still in flight.
+        self.leased: Counter[str] = Counter()
         self.in_flight = 0
         self.queued = 0
         self.running = False
@@ -132,7 +140,7 @@ class Engine:
         delay = 0.2
         while True:
             try:
-                await self.pool.execute(Q["heartbeat"], self.owner)
+                await self.pool.execute(Q["heartbeat"], self.owner, self.settings.lease_seconds)
                 break
             except DB_UNAVAILABLE as exc:
                 log.warning("heartbeat_failed", error=str(exc))
@@ -164,13 +172,15 @@ class Engine:
         await self.outcomes.close()
         # Anything still leased (attempts cut off at the deadline) goes back to the queue.
         await self.release(list(self.leased))
+        self.leased.clear()
         if self._heartbeat:
             self._heartbeat.cancel()
-        if not self.leased:
-            try:
-                await self.pool.execute(Q["instance_stopped"], self.owner)
-            except DB_UNAVAILABLE as exc:
-                log.warning("instance_stop_unrecorded", error=str(exc))
+            await asyncio.wait([self._heartbeat], timeout=2)
+        # Without our heartbeat row, anything a failed release left leased is reaped at once.
+        try:
+            await self.pool.execute(Q["instance_stopped"], self.owner)
+        except DB_UNAVAILABLE as exc:
+            log.warning("instance_stop_unrecorded", error=str(exc))
         if self._tuner:
             self._tuner.cancel()
         if self._breaker_task is not None:
@@ -178,15 +188,29 @@ class Engine:
         if self._session:
             await self._session.close()
 
-    async def release(self, ids: list[str]) -> None:
-        """Give leases back so another instance (or a later claim) sends these."""
+    async def release(self, ids: list[str], *, leased_before: float | None = None) -> None:
+        """Give leases back so another instance (or a later claim) sends these.
+
+        With ``leased_before``, only rows leased more than that many seconds ago. A release
+        that fails is logged: the stray check (or the reaper, after a stop) retries it.
+        """
         if not ids:
             return
         try:
-            await self.pool.execute(Q["release_leases"], ids, self.owner)
-        except DB_UNAVAILABLE as exc:
+            await self.pool.execute(Q["release_leases"], ids, self.owner, leased_before)
+        except _RELEASE_TROUBLE as exc:
             log.warning("lease_release_failed", error=str(exc), count=len(ids))
-        self.leased.difference_update(ids)
+        finally:
+            self._unhold(ids)
+
+    def _unhold(self, ids: Iterable[str]) -> None:
+        held = self.leased
+        for delivery_id in ids:
+            n = held.get(delivery_id, 0)
+            if n > 1:
+                held[delivery_id] = n - 1
+            else:
+                held.pop(delivery_id, None)
 
     # -- intake ------------------------------------------------------------------------------
 
@@ -214,7 +238,7 @@ class Engine:
             if lane is None:
                 lane = self.lanes[job.webhook_id] = Lane(job.webhook_id)
             lane.queue.append(job)
-            self.leased.add(job.delivery_id)
+            self.leased[job.delivery_id] += 1
             self.queued += 1
             touched[job.webhook_id] = lane
         if touched:
@@ -229,7 +253,7 @@ class Engine:
                 if job.delivery_id == delivery_id:
                     lane.queue.remove(job)
                     self.queued -= 1
-                    self.leased.discard(delivery_id)
+                    self._unhold((delivery_id,))
                     return
 
     def webhook_changed(self, webhook_id: str) -> None:
@@ -350,7 +374,9 @@ class Engine:
             stalled = now - lane.completed_at > TUNE_INTERVAL + 2 * lag
             slow = lane.latency > SLOW_ATTEMPT
             if stalled or not busy or (slow and lane.latency > OWN_SHARE * lag):
-                lane.limit = min(lane.limit * 2, self.global_in_flight)
+                lane.limit = min(
+                    lane.limit * 2, max(MIN_LIMIT, self.global_in_flight // LANE_SHARE)
+                )
                 self._pump(lane)
             elif not slow and lane.limit > MIN_LIMIT:
                 lane.limit = max(MIN_LIMIT, lane.limit * 3 // 4)
@@ -480,8 +506,8 @@ class Engine:
             )
 
     def _flushed(self, batch: list[Outcome]) -> None:
-        # Only now is the outcome durable: until here the lease stays ours and is renewed.
-        self.leased.difference_update(o.delivery_id for o in batch)
+        # Only now is the outcome durable: until here the delivery is held (not a stray).
+        self._unhold(o.delivery_id for o in batch)
         # A retry written to the database may be due before the scheduler's next look.
         if self.wake_scheduler is not None and any(o.next_attempt_at for o in batch):
             self.wake_scheduler.set()
@@ -539,17 +565,23 @@ class Engine:
         an ingestion commit whose answer was lost). Without this a live instance would keep
         it forever, as its heartbeat never stops.
         """
-        interval = max(1.0, self.settings.lease_seconds / 3)
+        lease = self.settings.lease_seconds
         beats = 0
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(lease / 3)
+            # Nothing may end this loop but cancellation: without beats, other instances
+            # take over (and send again) everything this one holds.
             try:
-                await self.pool.execute(Q["heartbeat"], self.owner)
+                await self.pool.execute(Q["heartbeat"], self.owner, lease)
                 beats += 1
-                if beats % STRAY_CHECK_BEATS == 0:
-                    await self.release_strays()
-            except DB_UNAVAILABLE as exc:
+            except Exception as exc:
                 log.warning("heartbeat_failed", error=str(exc))
+                continue
+            if beats % STRAY_CHECK_BEATS == 0:
+                try:
+                    await self.release_strays()
+                except Exception as exc:
+                    log.warning("stray_check_failed", error=str(exc))
 
     async def release_strays(self) -> int:
         """Release deliveries leased to this instance (for over a lease period) it does not hold."""
@@ -557,7 +589,8 @@ class Engine:
         strays = [r["id"] for r in rows if r["id"] not in self.leased]
         if strays:
             log.warning("stray_leases_released", count=len(strays))
-            await self.release(strays)
+            # Re-checked in the update: a row re-claimed since the read is not a stray.
+            await self.release(strays, leased_before=self.settings.lease_seconds)
         return len(strays)
 
     async def wait_idle(self, timeout: float) -> bool:

@@ -122,9 +122,7 @@ class Scheduler:
 
     async def reap(self) -> int:
         """Make due the work of instances whose heartbeat stopped; how many deliveries."""
-        released = int(
-            await self.pool.fetchval(Q["reap_leases"], self.engine.settings.lease_seconds)
-        )
+        released = int(await self.pool.fetchval(Q["reap_leases"]))
         if released:
             log.warning("leases_reaped", count=released)
         return released

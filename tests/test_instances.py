@@ -606,6 +606,58 @@ async def test_work_leased_to_an_instance_without_a_heartbeat_is_reaped_and_sent
     assert await scheduler.reap() == 0
 
 
+async def test_an_instance_with_a_shorter_lease_does_not_reap_a_live_longer_lease(
+    receiver: Receiver, make_client: MakeClient, db: asyncpg.Connection
+) -> None:
+    """Each heartbeat carries its owner's own expiry: B (1 s lease) reaps nothing of A's
+    (30 s lease, beating every 10 s) while A is alive and holding work."""
+    a = await make_client(lease_seconds=30)
+    b = await make_client(lease_seconds=1)
+    gate = Gate()
+    receiver.responders["/held"] = gate
+    hook = await create_webhook(a, url=receiver.url("/held"))
+    await publish(a)
+
+    async def in_flight() -> bool:
+        return gate.arrived == 1
+
+    await eventually(in_flight, 5, "the attempt to be in flight on A")
+    await asyncio.sleep(1.5)  # longer than B's lease: B's own clock would call A dead
+    assert await b.app[SCHEDULER].reap() == 0
+    assert (await deliveries_of(db, hook["id"]))[0]["lease_owner"] == a.app[ENGINE].owner
+    gate.opened.set()
+    await idle(a, b)
+    assert len(receiver.at("/held")) == 1
+
+
+async def test_a_leased_delivery_of_a_deleted_webhook_is_reaped_and_cancelled(
+    receiver: Receiver, make_client: MakeClient, db: asyncpg.Connection
+) -> None:
+    """A delivery leased by an instance that died, for a webhook deleted meanwhile, must not
+    stay leased forever: the reaper makes it due and the orphan clean-up cancels it."""
+    client = await make_client(lease_seconds=2)
+    hook = await create_webhook(client, url=receiver.url("/gone"))
+    await publish(client)
+    await receiver.wait_for(1, "/gone", timeout=5)
+    await idle(client)
+    resp = await client.delete(f"/v1/webhooks/{hook['id']}", headers=ADMIN)
+    assert resp.status == 204
+    await db.execute(
+        "UPDATE deliveries SET status = 'retrying', due_at = NULL, lease_owner = 'ghost:2:y', "
+        "leased_at = now() WHERE webhook_id = $1",
+        hook["id"],
+    )
+    scheduler = client.app[SCHEDULER]
+    assert await scheduler.reap() == 1
+
+    async def cancelled() -> bool:
+        scheduler.wake.set()
+        rows = await deliveries_of(db, hook["id"])
+        return [r["status"] for r in rows] == ["cancelled"]
+
+    await eventually(cancelled, 10, "the orphaned delivery to be cancelled")
+
+
 async def test_a_live_instance_releases_stray_leases_it_does_not_hold(
     receiver: Receiver, make_client: MakeClient, db: asyncpg.Connection
 ) -> None:

@@ -5,7 +5,9 @@
 CREATE TABLE dispatcher_instances (
     owner        text PRIMARY KEY,
     started_at   timestamptz NOT NULL DEFAULT now(),
-    heartbeat_at timestamptz NOT NULL DEFAULT now()
+    heartbeat_at timestamptz NOT NULL DEFAULT now(),
+    -- The owner's leases hold until then (its last heartbeat plus its own lease period).
+    expires_at   timestamptz NOT NULL
 );
 
 -- lease_until becomes leased_at: when the lease was taken. An instance releases rows leased
@@ -13,9 +15,10 @@ CREATE TABLE dispatcher_instances (
 -- an error path), so a live instance cannot sit on work forever.
 ALTER TABLE deliveries RENAME COLUMN lease_until TO leased_at;
 
--- Leased rows wait with due_at NULL (they are not claimable, and stay out of the due index)
--- until their outcome, a release or the reaper makes them due again. Leases taken before
--- this version belong to no heartbeat: the reaper releases them at the first look.
+-- Leased rows wait with due_at NULL (not claimable, and out of the due index) until their
+-- outcome, a release or the reaper makes them due again. Leases taken before this version
+-- belong to no heartbeat: the reaper releases them at the first look. (Upgrading: stop every
+-- instance of the previous version first; they renew their leases through lease_until.)
 UPDATE deliveries SET due_at = NULL, leased_at = now()
 WHERE lease_owner IS NOT NULL AND status IN ('created', 'retrying');
 

@@ -75,51 +75,54 @@ WHERE webhook_id = $1 AND status IN ('created', 'retrying') AND due_at IS NULL
   AND lease_owner IS NULL;
 
 -- name: heartbeat
--- This instance is alive: its leases hold. One row per instance, whatever it holds.
-INSERT INTO dispatcher_instances (owner) VALUES ($1)
-ON CONFLICT (owner) DO UPDATE SET heartbeat_at = now();
+-- This instance is alive: its leases hold for another $2 seconds. One row per instance,
+-- whatever it holds. The expiry is the owner's own, so instances configured with different
+-- lease periods judge each other correctly.
+INSERT INTO dispatcher_instances (owner, expires_at)
+VALUES ($1, now() + make_interval(secs => $2))
+ON CONFLICT (owner) DO UPDATE SET heartbeat_at = now(), expires_at = EXCLUDED.expires_at;
 
 -- name: instance_stopped
 -- A clean stop, after its leases were given back.
 DELETE FROM dispatcher_instances WHERE owner = $1;
 
 -- name: reap_leases
--- The reaper: deliveries leased to an instance without a heartbeat in the last $1 seconds
--- (crashed, killed, cut off) are due again at once, for any instance to claim. Instances
--- silent for ten lease periods are forgotten.
+-- The reaper: deliveries leased to an instance whose heartbeat expired (crashed, killed, cut
+-- off) are due again at once, for any instance to claim; those of a deleted webhook too, for
+-- the orphan clean-up to cancel. Instances expired for an hour are forgotten.
 WITH released AS (
     UPDATE deliveries d
     SET lease_owner = NULL, leased_at = NULL,
-        due_at = CASE WHEN w.enabled THEN greatest(coalesce(d.next_attempt_at, now()), now())
-                 END
-    FROM webhooks w
-    WHERE d.lease_owner IS NOT NULL AND w.id = d.webhook_id
-      AND d.status IN ('created', 'retrying')
+        due_at = CASE WHEN coalesce((SELECT w.enabled FROM webhooks w WHERE w.id = d.webhook_id),
+                                    true)
+                      THEN greatest(coalesce(d.next_attempt_at, now()), now()) END
+    WHERE d.lease_owner IS NOT NULL AND d.status IN ('created', 'retrying')
       AND NOT EXISTS (SELECT 1 FROM dispatcher_instances i
-                      WHERE i.owner = d.lease_owner
-                        AND i.heartbeat_at > now() - make_interval(secs => $1))
+                      WHERE i.owner = d.lease_owner AND i.expires_at > now())
     RETURNING 1
 ), forgotten AS (
-    DELETE FROM dispatcher_instances
-    WHERE heartbeat_at < now() - make_interval(secs => 10 * $1)
+    DELETE FROM dispatcher_instances WHERE expires_at < now() - interval '1 hour'
 )
 SELECT count(*) FROM released;
 
 -- name: leased_to
 -- Unfinished deliveries leased to $1 for over $2 seconds (the engine compares them with what
--- it holds: any it does not hold are strays, and are released).
+-- it holds: any it does not hold are strays).
 SELECT id FROM deliveries
 WHERE lease_owner = $1 AND status IN ('created', 'retrying')
   AND leased_at < now() - make_interval(secs => $2);
 
 -- name: release_leases
--- Give work back (shutdown, or a lane that cannot take it): due again at once elsewhere.
+-- Give work back (shutdown, a lane that cannot take it, strays): due again at once elsewhere.
+-- A deleted webhook's rows come due too, for the orphan clean-up to cancel. With $3, only
+-- rows leased over $3 seconds ago (a stray re-claimed meanwhile is being worked on again).
 UPDATE deliveries d
 SET lease_owner = NULL, leased_at = NULL,
-    due_at = CASE WHEN w.enabled THEN greatest(coalesce(d.next_attempt_at, now()), now()) END
-FROM webhooks w
-WHERE d.id = ANY($1::text[]) AND d.lease_owner = $2 AND w.id = d.webhook_id
-  AND d.status IN ('created', 'retrying');
+    due_at = CASE WHEN coalesce((SELECT w.enabled FROM webhooks w WHERE w.id = d.webhook_id),
+                                true)
+                  THEN greatest(coalesce(d.next_attempt_at, now()), now()) END
+WHERE d.id = ANY($1::text[]) AND d.lease_owner = $2 AND d.status IN ('created', 'retrying')
+  AND ($3::float8 IS NULL OR d.leased_at < now() - make_interval(secs => $3));
 
 -- name: record_outcomes
 -- Batched outcome write, part 1: each delivery's new state. Only rows this instance still
