@@ -16,7 +16,7 @@ import secrets
 import socket
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -121,8 +121,8 @@ class Engine:
         self._idle.set()
         self.outcomes = OutcomeBuffer(pool, self.owner, on_flushed=self._flushed)
         self.per_webhook_metrics = settings.metrics_per_webhook
-        # Set by the scheduler so that retries written to the database wake it.
-        self.wake_scheduler: asyncio.Event | None = None
+        # Set by the scheduler: told when a retry is written, to wake if it is due early.
+        self.retry_written: Callable[[datetime], None] | None = None
         # Set by the app: where operational events go.
         self.publisher: Publisher | None = None
         self._gone_tasks: set[str] = set()
@@ -509,8 +509,10 @@ class Engine:
         # Only now is the outcome durable: until here the delivery is held (not a stray).
         self._unhold(o.delivery_id for o in batch)
         # A retry written to the database may be due before the scheduler's next look.
-        if self.wake_scheduler is not None and any(o.next_attempt_at for o in batch):
-            self.wake_scheduler.set()
+        if self.retry_written is not None:
+            earliest = min((o.next_attempt_at for o in batch if o.next_attempt_at), default=None)
+            if earliest is not None:
+                self.retry_written(earliest)
         if self.publisher is not None:
             from dispatcher.operational import DELIVERY_FAILED, PREFIX
 
