@@ -142,6 +142,20 @@ class Env:
         self.dispatcher = start_dispatcher(self.dispatcher_env, self.workdir)
         await _wait_up(self.session, [self.base + "/readyz"], self.workdir / "dispatcher.log")
 
+    @contextlib.asynccontextmanager
+    async def other_receiver(self, workers: int = 1) -> AsyncIterator[Receiver]:
+        """A second receiver (its own processes and port), stopped on exit."""
+        other = Receiver.spawn(self.session, workers)
+        try:
+            await _wait_up(
+                self.session,
+                [f"http://127.0.0.1:{c}/count" for c in other.control_ports],
+                self.workdir / "dispatcher.log",
+            )
+            yield other
+        finally:
+            _stop(other.procs)
+
     # -- the Dispatcher's API -----------------------------------------------------------------
 
     async def api(self, method: str, path: str, body: Any = None) -> Any:
@@ -183,14 +197,16 @@ class Env:
         query: str = "",
         timeout_seconds: float | None = None,
         concurrency: int = 16,
+        receiver: Receiver | None = None,
     ) -> list[str]:
         """Register one webhook per name, pointing at ``/hook/{name}{query}``; their ids."""
         ids: list[str] = [""] * len(names)
+        base = (receiver or self.receiver).url
 
         async def one(i: int) -> None:
             body: dict[str, Any] = {
                 "name": f"bench-{names[i]}",
-                "url": f"{self.receiver.url}/hook/{names[i]}{query}",
+                "url": f"{base}/hook/{names[i]}{query}",
                 "event_types": [event_type],
             }
             if timeout_seconds is not None:
