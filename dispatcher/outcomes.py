@@ -89,6 +89,12 @@ class OutcomeBuffer:
                 # Let concurrent attempts join this batch.
                 await asyncio.sleep(self._max_delay)
             batch = self._items[: self._max_batch]
+            if not batch:  # woken with nothing to write (a close when all was flushed)
+                self._wake.clear()
+                self._idle.set()
+                if self._closing:
+                    return
+                continue
             try:
                 await self._write(batch)
             except DB_UNAVAILABLE as exc:
