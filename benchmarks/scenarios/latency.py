@@ -19,6 +19,9 @@ async def steady(ctx: Context, label: str, rate: float, webhooks: int) -> Result
     env = ctx.env
     seconds = ctx.opts.pick(min(5.0, ctx.opts.seconds), ctx.opts.seconds)
     await env.reset()
+    # A fresh process: an earlier scenario's idle keep-alive connections (thousands after
+    # concurrency) expiring mid-run, or its garbage, must not land in these percentiles.
+    await env.restart_dispatcher()
     event_type = f"bench.{label}"
     await env.create_webhooks([f"{label}{i}" for i in range(webhooks)], event_type)
     make = bodies(PAYLOAD_BYTES, event_type)
