@@ -27,40 +27,71 @@ DELIVERY_FAILED = "dispatcher.delivery.failed"
 PREFIX = "dispatcher."
 
 
+# Operational events are gathered this long and committed together: under a stream of
+# failures each failed delivery would otherwise be a group commit of its own, and producers'
+# events would wait behind them in the single ingestion writer.
+BATCH_DELAY = 0.1
+
+
 class Publisher:
-    """Publishes operational events through the ingestor, in the background."""
+    """Publishes operational events through the ingestor, in the background, in batches."""
 
     def __init__(self, ingestor: Ingestor) -> None:
         self.ingestor = ingestor
+        self._pending: list[NewEvent] = []
+        self._flusher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     def publish(self, event_type: str, data: dict[str, Any], about_webhook: str) -> None:
         """Queue one operational event about ``about_webhook`` (never delivered to it)."""
-        event = NewEvent(
-            id=ids.event_id(),
-            type=event_type,
-            data_json=orjson.dumps(data),
-            occurred_at=datetime.now(UTC),
-            routing=Routing(exclude=about_webhook),
+        self._pending.append(
+            NewEvent(
+                id=ids.event_id(),
+                type=event_type,
+                data_json=orjson.dumps(data),
+                occurred_at=datetime.now(UTC),
+                routing=Routing(exclude=about_webhook),
+            )
         )
-        task = asyncio.get_running_loop().create_task(self._submit(event))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
 
-    async def _submit(self, event: NewEvent) -> None:
+    async def _flush_later(self) -> None:
+        try:
+            await asyncio.sleep(BATCH_DELAY)
+        finally:
+            self._flusher = None
+            self._flush()
+
+    def _flush(self) -> None:
+        events, self._pending = self._pending, []
+        if events:
+            task = asyncio.get_running_loop().create_task(self._submit(events))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _submit(self, events: list[NewEvent]) -> None:
         # Keep trying through a database outage (about two minutes) before giving up.
         delay = 0.5
         for _ in range(12):
             try:
-                await self.ingestor.submit([event])
+                await self.ingestor.submit(events)
                 return
             except DB_UNAVAILABLE as exc:
-                log.warning("operational_event_retry", type=event.type, error=str(exc))
+                log.warning("operational_event_retry", count=len(events), error=str(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 15.0)
-        log.error("operational_event_dropped", type=event.type, event_id=event.id)
+            except Exception:
+                # Refused, or ingestion stopped: retrying will not help.
+                log.exception("operational_events_dropped", event_ids=[e.id for e in events])
+                return
+        log.error("operational_events_dropped", event_ids=[e.id for e in events])
 
     async def drain(self) -> None:
-        """Wait for queued publications (shutdown)."""
+        """Commit what is queued now and wait for queued publications (shutdown)."""
+        if self._flusher is not None:
+            self._flusher.cancel()  # its finally flushes at once
+            await asyncio.wait([self._flusher], timeout=1)
+        self._flush()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
