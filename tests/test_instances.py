@@ -103,7 +103,8 @@ async def publish(client: Client, type_: str = "order.created", **data: Any) -> 
 
 
 async def idle(*clients: Client) -> None:
-    """Every instance's engine has nothing queued or in flight, and its breaker has run."""
+    """Every instance's engine has nothing queued or in flight, its breaker has run, and the
+    operational events it published are committed (they are gathered for 100 ms)."""
     for client in clients:
         engine = client.app[ENGINE]
         assert await engine.wait_idle(10), "engine never became idle"
@@ -114,6 +115,8 @@ async def idle(*clients: Client) -> None:
             return not engine._breaker_pending and (task is None or task.done())
 
         await eventually(breaker_done, 5, "the breaker check to finish")
+        if engine.publisher is not None:
+            await engine.publisher.drain()
 
 
 def answer(*statuses: int) -> Responder:
