@@ -188,16 +188,16 @@ class Engine:
         if self._session:
             await self._session.close()
 
-    async def release(self, ids: list[str], *, leased_before: float | None = None) -> None:
+    async def release(self, ids: list[str], *, expired_only: bool = False) -> None:
         """Give leases back so another instance (or a later claim) sends these.
 
-        With ``leased_before``, only rows leased more than that many seconds ago. A release
+        With ``expired_only``, only rows whose own ``lease_until`` has passed. A release
         that fails is logged: the stray check (or the reaper, after a stop) retries it.
         """
         if not ids:
             return
         try:
-            await self.pool.execute(Q["release_leases"], ids, self.owner, leased_before)
+            await self.pool.execute(Q["release_leases"], ids, self.owner, expired_only)
         except _RELEASE_TROUBLE as exc:
             log.warning("lease_release_failed", error=str(exc), count=len(ids))
         finally:
@@ -587,12 +587,12 @@ class Engine:
 
     async def release_strays(self) -> int:
         """Release deliveries leased to this instance (for over a lease period) it does not hold."""
-        rows = await self.pool.fetch(Q["leased_to"], self.owner, self.settings.lease_seconds)
+        rows = await self.pool.fetch(Q["leased_to"], self.owner)
         strays = [r["id"] for r in rows if r["id"] not in self.leased]
         if strays:
             log.warning("stray_leases_released", count=len(strays))
             # Re-checked in the update: a row re-claimed since the read is not a stray.
-            await self.release(strays, leased_before=self.settings.lease_seconds)
+            await self.release(strays, expired_only=True)
         return len(strays)
 
     async def wait_idle(self, timeout: float) -> bool:

@@ -211,6 +211,7 @@ class Ingestor:
                     d_types,
                     d_leased,
                     owner,
+                    engine.settings.lease_seconds if engine is not None else 30.0,
                     now,  # created_at: the jobs' age (and outcome fence) starts here
                 )
             duplicates = [e.id for e in unique if e.id not in inserted]

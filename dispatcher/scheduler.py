@@ -123,6 +123,7 @@ class Scheduler:
                 engine.owner,
                 capacity,
                 engine.saturated_lanes(),
+                engine.settings.lease_seconds,
             )
             if rows:
                 engine.submit(job_from_row(r) for r in rows)

@@ -373,13 +373,13 @@ async def test_sigterm_finishes_or_releases_in_flight_work_and_exits_0(
         )
         assert [r["status"] for r in slow_rows] == ["success"] * 100
         stuck_rows = await db.fetch(
-            "SELECT status, due_at, lease_owner, leased_at FROM deliveries WHERE webhook_id = $1",
+            "SELECT status, due_at, lease_owner, lease_until FROM deliveries WHERE webhook_id = $1",
             stuck_hook["id"],
         )
         assert len(stuck_rows) == 100
         assert all(r["status"] in ("created", "retrying") for r in stuck_rows)
         assert all(
-            r["due_at"] is not None and r["lease_owner"] is None and r["leased_at"] is None
+            r["due_at"] is not None and r["lease_owner"] is None and r["lease_until"] is None
             for r in stuck_rows
         )
 
@@ -584,7 +584,7 @@ async def test_postgres_restart_under_load_answers_202_or_503_and_loses_nothing(
             await eventually(recorded, 10, "every accepted event's delivery to be recorded")
         except AssertionError:
             rows = await db.fetch(
-                "SELECT id, event_id, status, attempt_count, lease_owner, leased_at, due_at, "
+                "SELECT id, event_id, status, attempt_count, lease_owner, lease_until, due_at, "
                 "next_attempt_at, last_error, now() AS now FROM deliveries "
                 "WHERE event_id = ANY($1::text[]) AND status <> 'success' LIMIT 5",
                 list(accepted),

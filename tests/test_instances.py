@@ -597,7 +597,7 @@ async def test_work_leased_to_an_instance_without_a_heartbeat_is_reaped_and_sent
     # Make it look unfinished and held by a ghost instance (as after a crash).
     await db.execute(
         "UPDATE deliveries SET status = 'retrying', due_at = NULL, lease_owner = 'ghost:1:x', "
-        "leased_at = now() WHERE webhook_id = $1",
+        "lease_until = now() - interval '1 second' WHERE webhook_id = $1",
         hook["id"],
     )
     scheduler = client.app[SCHEDULER]
@@ -613,7 +613,8 @@ async def test_an_instance_with_a_shorter_lease_does_not_reap_a_live_longer_leas
     receiver: Receiver, make_client: MakeClient, db: asyncpg.Connection
 ) -> None:
     """Each heartbeat carries its owner's own expiry: B (1 s lease) reaps nothing of A's
-    (30 s lease, beating every 10 s) while A is alive and holding work."""
+    (30 s lease, beating every 10 s) while A is alive and holding work, even when A's last
+    beat is older than B's own lease period."""
     a = await make_client(lease_seconds=30)
     b = await make_client(lease_seconds=1)
     gate = Gate()
@@ -625,9 +626,20 @@ async def test_an_instance_with_a_shorter_lease_does_not_reap_a_live_longer_leas
         return gate.arrived == 1
 
     await eventually(in_flight, 5, "the attempt to be in flight on A")
-    await asyncio.sleep(1.5)  # longer than B's lease: B's own clock would call A dead
+    owner = a.app[ENGINE].owner
+    # As 5 s into A's 10 s beat interval, on a delivery whose own lease ran out long ago: only
+    # the heartbeat keeps it, and by B's 1 s clock that heartbeat would look dead.
+    await db.execute(
+        "UPDATE dispatcher_instances SET heartbeat_at = now() - interval '5 seconds', "
+        "expires_at = now() + interval '25 seconds' WHERE owner = $1",
+        owner,
+    )
+    await db.execute(
+        "UPDATE deliveries SET lease_until = now() - interval '1 minute' WHERE webhook_id = $1",
+        hook["id"],
+    )
     assert await b.app[SCHEDULER].reap() == 0
-    assert (await deliveries_of(db, hook["id"]))[0]["lease_owner"] == a.app[ENGINE].owner
+    assert (await deliveries_of(db, hook["id"]))[0]["lease_owner"] == owner
     gate.opened.set()
     await idle(a, b)
     assert len(receiver.at("/held")) == 1
@@ -647,7 +659,7 @@ async def test_a_leased_delivery_of_a_deleted_webhook_is_reaped_and_cancelled(
     assert resp.status == 204
     await db.execute(
         "UPDATE deliveries SET status = 'retrying', due_at = NULL, lease_owner = 'ghost:2:y', "
-        "leased_at = now() WHERE webhook_id = $1",
+        "lease_until = now() - interval '1 second' WHERE webhook_id = $1",
         hook["id"],
     )
     scheduler = client.app[SCHEDULER]
@@ -675,7 +687,7 @@ async def test_a_live_instance_releases_stray_leases_it_does_not_hold(
     await idle(client)
     await db.execute(
         "UPDATE deliveries SET status = 'retrying', due_at = NULL, lease_owner = $2, "
-        "leased_at = now() - interval '5 seconds' WHERE webhook_id = $1",
+        "lease_until = now() - interval '5 seconds' WHERE webhook_id = $1",
         hook["id"],
         engine.owner,
     )

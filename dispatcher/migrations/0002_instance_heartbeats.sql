@@ -10,16 +10,12 @@ CREATE TABLE dispatcher_instances (
     expires_at   timestamptz NOT NULL
 );
 
--- lease_until becomes leased_at: when the lease was taken. An instance releases rows leased
--- to it longer ago than the lease period that it no longer holds in memory (strays left by
--- an error path), so a live instance cannot sit on work forever.
-ALTER TABLE deliveries RENAME COLUMN lease_until TO leased_at;
-
--- Leased rows wait with due_at NULL (not claimable, and out of the due index) until their
--- outcome, a release or the reaper makes them due again. Leases taken before this version
--- belong to no heartbeat: the reaper releases them at the first look. (Upgrading: stop every
--- instance of the previous version first; they renew their leases through lease_until.)
-UPDATE deliveries SET due_at = NULL, leased_at = now()
+-- lease_until is now set once, when a lease is taken; the owner's heartbeat extends all its
+-- leases past it. Leased rows wait with due_at NULL (not claimable, and out of the due index)
+-- until their outcome, a release or the reaper makes them due again. Leases taken before this
+-- version belong to no heartbeat: the reaper releases them once their lease_until passes.
+-- (Upgrading: stop every instance of the previous version first.)
+UPDATE deliveries SET due_at = NULL
 WHERE lease_owner IS NOT NULL AND status IN ('created', 'retrying');
 
 -- The reaper and the stray check find leased rows by owner.

@@ -2,11 +2,11 @@
 -- Group commit, step 2: the fan-out rows. Leased rows ($5 true) were handed to this instance's
 -- engine in-process; the others wait for a scheduler to claim them.
 INSERT INTO deliveries (id, event_id, webhook_id, event_type, created_at, next_attempt_at,
-                        due_at, lease_owner, leased_at)
-SELECT d.id, d.event_id, d.webhook_id, d.event_type, $7, now(),
+                        due_at, lease_owner, lease_until)
+SELECT d.id, d.event_id, d.webhook_id, d.event_type, $8, now(),
        CASE WHEN d.leased THEN NULL ELSE now() END,
        CASE WHEN d.leased THEN $6 END,
-       CASE WHEN d.leased THEN now() END
+       CASE WHEN d.leased THEN now() + make_interval(secs => $7) END
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[])
      AS d(id, event_id, webhook_id, event_type, leased);
 
@@ -25,7 +25,7 @@ WITH due AS (
     FOR UPDATE OF d SKIP LOCKED
 )
 UPDATE deliveries d
-SET lease_owner = $1, leased_at = now(), due_at = NULL
+SET lease_owner = $1, lease_until = now() + make_interval(secs => $4), due_at = NULL
 FROM due, events e
 WHERE d.id = due.id AND e.id = d.event_id
 RETURNING d.id, d.event_id, d.webhook_id, d.event_type, d.attempt_count, d.attempts_base,
@@ -41,7 +41,7 @@ WHERE status IN ('created', 'retrying') AND due_at IS NOT NULL;
 -- Deliveries created for a webhook deleted at the same moment: nothing will ever send them.
 UPDATE deliveries d
 SET status = 'cancelled', due_at = NULL, next_attempt_at = NULL, lease_owner = NULL,
-    leased_at = NULL, updated_at = now()
+    lease_until = NULL, updated_at = now()
 WHERE d.status IN ('created', 'retrying') AND d.due_at <= now()
   AND NOT EXISTS (SELECT 1 FROM webhooks w WHERE w.id = d.webhook_id);
 
@@ -56,7 +56,7 @@ WHERE w.id = d.webhook_id AND w.enabled
 -- name: park_held
 -- Deliveries of disabled webhooks wait with due_at NULL (not claimable, not counted as due).
 UPDATE deliveries d
-SET due_at = NULL, lease_owner = NULL, leased_at = NULL
+SET due_at = NULL, lease_owner = NULL, lease_until = NULL
 FROM webhooks w
 WHERE w.id = d.webhook_id AND NOT w.enabled
   AND d.status IN ('created', 'retrying') AND d.due_at <= now();
@@ -87,16 +87,18 @@ ON CONFLICT (owner) DO UPDATE SET heartbeat_at = now(), expires_at = EXCLUDED.ex
 DELETE FROM dispatcher_instances WHERE owner = $1;
 
 -- name: reap_leases
--- The reaper: deliveries leased to an instance whose heartbeat expired (crashed, killed, cut
--- off) are due again at once, for any instance to claim; those of a deleted webhook too, for
--- the orphan clean-up to cancel. Instances expired for an hour are forgotten.
+-- The reaper: deliveries whose lease ran out (lease_until, set when taken) and whose owner's
+-- heartbeat, which extends all its leases, expired too (crashed, killed, cut off) are due
+-- again at once, for any instance to claim; those of a deleted webhook too, for the orphan
+-- clean-up to cancel. Instances expired for an hour are forgotten.
 WITH released AS (
     UPDATE deliveries d
-    SET lease_owner = NULL, leased_at = NULL,
+    SET lease_owner = NULL, lease_until = NULL,
         due_at = CASE WHEN coalesce((SELECT w.enabled FROM webhooks w WHERE w.id = d.webhook_id),
                                     true)
                       THEN greatest(coalesce(d.next_attempt_at, now()), now()) END
     WHERE d.lease_owner IS NOT NULL AND d.status IN ('created', 'retrying')
+      AND d.lease_until < now()
       AND NOT EXISTS (SELECT 1 FROM dispatcher_instances i
                       WHERE i.owner = d.lease_owner AND i.expires_at > now())
     RETURNING 1
@@ -106,23 +108,22 @@ WITH released AS (
 SELECT count(*) FROM released;
 
 -- name: leased_to
--- Unfinished deliveries leased to $1 for over $2 seconds (the engine compares them with what
--- it holds: any it does not hold are strays).
+-- Unfinished deliveries leased to $1 whose own lease ran out, so held by the heartbeat alone
+-- (the engine compares them with what it holds: any it does not hold are strays).
 SELECT id FROM deliveries
-WHERE lease_owner = $1 AND status IN ('created', 'retrying')
-  AND leased_at < now() - make_interval(secs => $2);
+WHERE lease_owner = $1 AND status IN ('created', 'retrying') AND lease_until < now();
 
 -- name: release_leases
 -- Give work back (shutdown, a lane that cannot take it, strays): due again at once elsewhere.
 -- A deleted webhook's rows come due too, for the orphan clean-up to cancel. With $3, only
--- rows leased over $3 seconds ago (a stray re-claimed meanwhile is being worked on again).
+-- rows whose own lease ran out (a stray re-claimed meanwhile is being worked on again).
 UPDATE deliveries d
-SET lease_owner = NULL, leased_at = NULL,
+SET lease_owner = NULL, lease_until = NULL,
     due_at = CASE WHEN coalesce((SELECT w.enabled FROM webhooks w WHERE w.id = d.webhook_id),
                                 true)
                   THEN greatest(coalesce(d.next_attempt_at, now()), now()) END
 WHERE d.id = ANY($1::text[]) AND d.lease_owner = $2 AND d.status IN ('created', 'retrying')
-  AND ($3::float8 IS NULL OR d.leased_at < now() - make_interval(secs => $3));
+  AND (NOT $3::boolean OR d.lease_until < now());
 
 -- name: record_outcomes
 -- Batched outcome write, part 1: each delivery's new state. Only rows this instance still
@@ -138,7 +139,7 @@ SET status = o.status,
     last_status_code = o.status_code,
     last_error = o.error,
     lease_owner = NULL,
-    leased_at = NULL,
+    lease_until = NULL,
     updated_at = now()
 FROM unnest($1::text[], $2::text[], $3::integer[], $4::timestamptz[], $5::timestamptz[],
             $6::integer[], $7::text[], $9::timestamptz[])
@@ -180,7 +181,7 @@ SET status = 'retrying',
     next_attempt_at = now(),
     -- An attempt in flight loses its lease, so its (older) outcome cannot overwrite this.
     lease_owner = NULL,
-    leased_at = NULL,
+    lease_until = NULL,
     due_at = CASE WHEN (SELECT w.enabled FROM webhooks w WHERE w.id = d.webhook_id) THEN now()
              END,
     requeued_at = now(),
@@ -194,7 +195,7 @@ RETURNING d.*;
 -- Stop a waiting delivery; finished ones are left alone.
 UPDATE deliveries
 SET status = 'cancelled', next_attempt_at = NULL, due_at = NULL, lease_owner = NULL,
-    leased_at = NULL, updated_at = now()
+    lease_until = NULL, updated_at = now()
 WHERE id = $1 AND status IN ('created', 'retrying')
 RETURNING *;
 

@@ -42,7 +42,7 @@ DELETE FROM webhooks WHERE id = $1 RETURNING id;
 -- name: cancel_unfinished
 -- A deleted webhook's pending deliveries are cancelled, not sent.
 UPDATE deliveries
-SET status = 'cancelled', next_attempt_at = NULL, lease_owner = NULL, leased_at = NULL,
+SET status = 'cancelled', next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL,
     updated_at = now()
 WHERE webhook_id = $1 AND status IN ('created', 'retrying');
 
