@@ -584,22 +584,37 @@ async def test_live_instance_keeps_its_leases_on_attempts_longer_than_the_lease(
     assert len(await attempts_of(db, hook["id"])) == 4
 
 
+async def delivered_once(client: Client, receiver: Receiver, path: str) -> dict[str, Any]:
+    """A webhook at ``path`` that has received one event, with its instance idle again."""
+    hook = await create_webhook(client, url=receiver.url(path))
+    await publish(client)
+    await receiver.wait_for(1, path, timeout=5)
+    await idle(client)
+    return hook
+
+
+async def pretend_leased(
+    db: asyncpg.Connection, webhook_id: str, owner: str, expired_ago: float = 1.0
+) -> None:
+    """Make a webhook's deliveries unfinished and leased to ``owner``, their own lease run out
+    ``expired_ago`` (as after a crash, or a release that failed)."""
+    await db.execute(
+        "UPDATE deliveries SET status = 'retrying', due_at = NULL, lease_owner = $2, "
+        "lease_until = now() - make_interval(secs => $3) WHERE webhook_id = $1",
+        webhook_id,
+        owner,
+        expired_ago,
+    )
+
+
 async def test_work_leased_to_an_instance_without_a_heartbeat_is_reaped_and_sent(
     receiver: Receiver, make_client: MakeClient, db: asyncpg.Connection
 ) -> None:
     """A delivery leased to an owner that never beat (or stopped beating) is released by the
     reaper and then sent; one leased to the live instance is left alone."""
     client = await make_client(lease_seconds=2)
-    hook = await create_webhook(client, url=receiver.url("/reaped"))
-    await publish(client)
-    await receiver.wait_for(1, "/reaped", timeout=5)
-    await idle(client)
-    # Make it look unfinished and held by a ghost instance (as after a crash).
-    await db.execute(
-        "UPDATE deliveries SET status = 'retrying', due_at = NULL, lease_owner = 'ghost:1:x', "
-        "lease_until = now() - interval '1 second' WHERE webhook_id = $1",
-        hook["id"],
-    )
+    hook = await delivered_once(client, receiver, "/reaped")
+    await pretend_leased(db, hook["id"], "ghost:1:x")
     scheduler = client.app[SCHEDULER]
     assert await scheduler.reap() == 1
     row = (await deliveries_of(db, hook["id"]))[0]
@@ -651,17 +666,10 @@ async def test_a_leased_delivery_of_a_deleted_webhook_is_reaped_and_cancelled(
     """A delivery leased by an instance that died, for a webhook deleted meanwhile, must not
     stay leased forever: the reaper makes it due and the orphan clean-up cancels it."""
     client = await make_client(lease_seconds=2)
-    hook = await create_webhook(client, url=receiver.url("/gone"))
-    await publish(client)
-    await receiver.wait_for(1, "/gone", timeout=5)
-    await idle(client)
+    hook = await delivered_once(client, receiver, "/gone")
     resp = await client.delete(f"/v1/webhooks/{hook['id']}", headers=ADMIN)
     assert resp.status == 204
-    await db.execute(
-        "UPDATE deliveries SET status = 'retrying', due_at = NULL, lease_owner = 'ghost:2:y', "
-        "lease_until = now() - interval '1 second' WHERE webhook_id = $1",
-        hook["id"],
-    )
+    await pretend_leased(db, hook["id"], "ghost:2:y")
     scheduler = client.app[SCHEDULER]
     assert await scheduler.reap() == 1
 
@@ -681,16 +689,8 @@ async def test_a_live_instance_releases_stray_leases_it_does_not_hold(
     engine's stray check gives it back, and it is sent."""
     client = await make_client(lease_seconds=1)
     engine = client.app[ENGINE]
-    hook = await create_webhook(client, url=receiver.url("/stray"))
-    await publish(client)
-    await receiver.wait_for(1, "/stray", timeout=5)
-    await idle(client)
-    await db.execute(
-        "UPDATE deliveries SET status = 'retrying', due_at = NULL, lease_owner = $2, "
-        "lease_until = now() - interval '5 seconds' WHERE webhook_id = $1",
-        hook["id"],
-        engine.owner,
-    )
+    hook = await delivered_once(client, receiver, "/stray")
+    await pretend_leased(db, hook["id"], engine.owner, 5.0)
     # The heartbeat alone keeps it leased: the reaper sees a live owner.
     assert await client.app[SCHEDULER].reap() == 0
     assert await engine.release_strays() == 1
