@@ -136,7 +136,7 @@ class Engine:
     async def start(self) -> None:
         """Announce this instance, open the HTTP session and start the background writers."""
         # The heartbeat row must exist before anything is leased to this owner, or another
-        # instance's reaper would release the leases at once.
+        # instance's reaper would release the leases as soon as their own lease_until passed.
         delay = 0.2
         while True:
             try:
