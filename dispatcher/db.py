@@ -66,6 +66,16 @@ async def init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release without asyncpg's reset query (``RESET ALL; UNLISTEN *; ...``).
+
+    That query is a round trip on every release, on every hot path. Pooled connections never
+    keep session state: nothing runs ``SET``, the listener has a connection of its own, and
+    retention's advisory lock is released (or its connection closed) before it goes back.
+    asyncpg still rolls back a transaction left open.
+    """
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
     """Open the shared connection pool."""
     pool = await asyncpg.create_pool(
@@ -73,6 +83,7 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asy
         min_size=min_size,
         max_size=max_size,
         init=init_connection,
+        reset=_keep_session,
         command_timeout=60,
         server_settings={
             "application_name": "dispatcher",

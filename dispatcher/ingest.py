@@ -21,7 +21,6 @@ from dispatcher.db import DB_UNAVAILABLE
 from dispatcher.engine import Engine
 from dispatcher.jobs import Job, Payload
 from dispatcher.registry import Registry
-from dispatcher.store import deliveries as delivery_store
 from dispatcher.store.events import Q
 
 log = structlog.get_logger(__name__)
@@ -166,7 +165,32 @@ class Ingestor:
         engine = self.engine
         owner = engine.owner if engine is not None else ""
         now = datetime.now(UTC)
-        async with self.pool.acquire() as conn, conn.transaction():
+        # Fan out before the insert, so that events and deliveries go in one statement; the
+        # rows of events that turn out to be duplicates are not inserted (nor their jobs run).
+        d_ids: list[str] = []
+        d_events: list[str] = []
+        d_hooks: list[str] = []
+        d_types: list[str] = []
+        d_leased: list[bool] = []
+        jobs: list[Job] = []
+        fanned: dict[str, int] = {}
+        for e in unique:
+            hooks = fanout.targets(self.registry, e.type, e.routing)
+            fanned[e.id] = len(hooks)
+            if not hooks:
+                continue
+            payload = Payload(e.id, e.type, e.occurred_at, e.data_json)
+            for spec in hooks:
+                did = ids.delivery_id()
+                leased = engine is not None and engine.accepts(spec.id)
+                d_ids.append(did)
+                d_events.append(e.id)
+                d_hooks.append(spec.id)
+                d_types.append(e.type)
+                d_leased.append(leased)
+                if leased:
+                    jobs.append(Job(did, spec.id, payload, 0, 0, now))
+        async with self.pool.acquire() as conn:
             inserted = {
                 r["id"]
                 for r in await conn.fetch(
@@ -175,36 +199,6 @@ class Ingestor:
                     [e.type for e in unique],
                     [e.data_json.decode() for e in unique],
                     [e.occurred_at for e in unique],
-                )
-            }
-            d_ids: list[str] = []
-            d_events: list[str] = []
-            d_hooks: list[str] = []
-            d_types: list[str] = []
-            d_leased: list[bool] = []
-            jobs: list[Job] = []
-            counts: dict[str, int] = {}
-            for e in unique:
-                if e.id not in inserted:
-                    continue
-                hooks = fanout.targets(self.registry, e.type, e.routing)
-                counts[e.id] = len(hooks)
-                if not hooks:
-                    continue
-                payload = Payload(e.id, e.type, e.occurred_at, e.data_json)
-                for spec in hooks:
-                    did = ids.delivery_id()
-                    leased = engine is not None and engine.accepts(spec.id)
-                    d_ids.append(did)
-                    d_events.append(e.id)
-                    d_hooks.append(spec.id)
-                    d_types.append(e.type)
-                    d_leased.append(leased)
-                    if leased:
-                        jobs.append(Job(did, spec.id, payload, 0, 0, now))
-            if d_ids:
-                await conn.execute(
-                    delivery_store.Q["insert_deliveries"],
                     d_ids,
                     d_events,
                     d_hooks,
@@ -214,16 +208,20 @@ class Ingestor:
                     engine.settings.lease_seconds if engine is not None else 30.0,
                     now,  # created_at: the jobs' age (and outcome fence) starts here
                 )
+            }
             duplicates = [e.id for e in unique if e.id not in inserted]
+            counts = {i: n for i, n in fanned.items() if i in inserted}
             if duplicates:
+                jobs = [j for j in jobs if j.payload.id in inserted]
                 for r in await conn.fetch(Q["delivery_counts"], duplicates):
                     counts[r["event_id"]] = r["n"]
+        created = sum(counts[i] for i in inserted)
         metrics.INGEST_BATCH_SIZE.observe(len(events))
         metrics.EVENTS_INGESTED.labels("accepted").inc(len(inserted))
         if len(events) > len(inserted):
             metrics.EVENTS_INGESTED.labels("duplicate").inc(len(events) - len(inserted))
-        if d_ids:
-            metrics.DELIVERIES_CREATED.labels("").inc(len(d_ids))
+        if created:
+            metrics.DELIVERIES_CREATED.labels("").inc(created)
         seen: set[str] = set()
         answers = []
         for e in events:

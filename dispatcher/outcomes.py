@@ -1,7 +1,7 @@
 """Batched outcome writes: attempt rows and delivery updates, many per round trip.
 
 Every finished attempt is appended here; a single writer flushes when the buffer reaches
-``max_batch`` or ``max_delay`` after the first item, in one transaction of two statements.
+``max_batch`` or ``max_delay`` after the first item, in one statement.
 Until the flush the delivery is still leased to this instance, so a crash in between means the
 attempt is made again (at-least-once), never that it is lost.
 """
@@ -118,36 +118,22 @@ class OutcomeBuffer:
                     return
 
     async def _write(self, batch: list[Outcome]) -> None:
-        # Columns both statements share are built once per batch.
-        ids = [o.delivery_id for o in batch]
-        numbers = [o.number for o in batch]
-        started = [o.started_at for o in batch]
-        codes = [o.status_code for o in batch]
-        errors = [o.error for o in batch]
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                Q["record_attempts"],
-                ids,
-                numbers,
-                [o.webhook_id for o in batch],
-                started,
-                [o.duration_ms for o in batch],
-                codes,
-                [o.response_body for o in batch],
-                errors,
-                [o.url for o in batch],
-            )
+        async with self._pool.acquire() as conn:
             await conn.execute(
                 Q["record_outcomes"],
-                ids,
+                [o.delivery_id for o in batch],
                 [o.status for o in batch],
-                numbers,
-                started,
+                [o.number for o in batch],
+                [o.started_at for o in batch],
                 [o.next_attempt_at for o in batch],
-                codes,
-                errors,
+                [o.status_code for o in batch],
+                [o.error for o in batch],
                 self._owner,
                 [o.age_from for o in batch],
+                [o.webhook_id for o in batch],
+                [o.duration_ms for o in batch],
+                [o.response_body for o in batch],
+                [o.url for o in batch],
             )
 
     async def drain(self, timeout: float) -> bool:

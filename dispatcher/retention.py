@@ -38,7 +38,13 @@ async def prune(pool: asyncpg.Pool, days: float, batch: int = BATCH) -> dict[str
                         break
                     await asyncio.sleep(0)  # let the rest of the process breathe
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+            # The pool does not reset released connections (db.create_pool), so a lock that
+            # could not be released must not go back with its connection.
+            try:
+                await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+            except BaseException:
+                conn.terminate()
+                raise
     if removed["deliveries"] or removed["events"]:
         log.info("retention_pruned", **removed)
     return removed

@@ -177,14 +177,14 @@ def header_id(got: Received) -> str:
 
 
 async def blocked_backend(db: asyncpg.Connection, statement: str) -> int:
-    """The pid of the dispatcher backend waiting on a lock while running ``statement``."""
+    """The pid of the dispatcher backend waiting on a lock in a query containing ``statement``."""
 
     async def find() -> int | None:
         pid: int | None = await db.fetchval(
             "SELECT pid FROM pg_stat_activity WHERE application_name = 'dispatcher' "
             "AND datname = current_database() AND wait_event_type = 'Lock' "
             "AND query LIKE $1",
-            statement + "%",
+            f"%{statement}%",
         )
         return pid
 

@@ -1,15 +1,3 @@
--- name: insert_deliveries
--- Group commit, step 2: the fan-out rows. Leased rows ($5 true) were handed to this instance's
--- engine in-process; the others wait for a scheduler to claim them.
-INSERT INTO deliveries (id, event_id, webhook_id, event_type, created_at, next_attempt_at,
-                        due_at, lease_owner, lease_until)
-SELECT d.id, d.event_id, d.webhook_id, d.event_type, $8, now(),
-       CASE WHEN d.leased THEN NULL ELSE now() END,
-       CASE WHEN d.leased THEN $6 END,
-       CASE WHEN d.leased THEN now() + make_interval(secs => $7) END
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[])
-     AS d(id, event_id, webhook_id, event_type, leased);
-
 -- name: claim_due
 -- The claim: lease up to $2 due deliveries of enabled webhooks not in $3 (lanes that are full).
 -- SKIP LOCKED lets several instances claim at once without waiting on each other.
@@ -126,9 +114,24 @@ WHERE d.id = ANY($1::text[]) AND d.lease_owner = $2 AND d.status IN ('created', 
   AND (NOT $3::boolean OR d.lease_until < now());
 
 -- name: record_outcomes
--- Batched outcome write, part 1: each delivery's new state. Only rows this instance still
--- leases and that are unfinished change (a cancel or a takeover wins over a late outcome),
--- and only if nobody re-queued them by hand meanwhile (requeued_at is the fencing token).
+-- The batched outcome write, in one statement (one round trip, no BEGIN/COMMIT): the attempt
+-- log, and each delivery's new state. Only rows this instance still leases and that are
+-- unfinished change (a cancel or a takeover wins over a late outcome), and only if nobody
+-- re-queued them by hand meanwhile (requeued_at is the fencing token). Every attempt is
+-- logged either way.
+WITH o AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::timestamptz[],
+                         $5::timestamptz[], $6::integer[], $7::text[], $9::timestamptz[],
+                         $10::text[], $11::double precision[], $12::text[], $13::text[])
+        AS o(id, status, attempt_count, attempted_at, next_attempt_at, status_code, error,
+             age_from, webhook_id, duration_ms, response_body, url)
+), logged AS (
+    INSERT INTO attempts (delivery_id, number, webhook_id, started_at, duration_ms,
+                          status_code, response_body, error, url)
+    SELECT o.id, o.attempt_count, o.webhook_id, o.attempted_at, o.duration_ms, o.status_code,
+           o.response_body, o.error, o.url
+    FROM o
+)
 UPDATE deliveries d
 SET status = o.status,
     attempt_count = o.attempt_count,
@@ -141,19 +144,14 @@ SET status = o.status,
     lease_owner = NULL,
     lease_until = NULL,
     updated_at = now()
-FROM unnest($1::text[], $2::text[], $3::integer[], $4::timestamptz[], $5::timestamptz[],
-            $6::integer[], $7::text[], $9::timestamptz[])
-     AS o(id, status, attempt_count, attempted_at, next_attempt_at, status_code, error,
-          age_from)
-WHERE d.id = o.id AND d.lease_owner = $8 AND d.status IN ('created', 'retrying')
+FROM o
+-- The batch is found by primary key (id = ANY: the planner knows it is at most that many
+-- rows), whatever the statistics say. "Leased to us and unfinished" is one test no index
+-- serves: as two, stale statistics (a table that grew fast) had the planner combine the
+-- leased and unfinished indexes, or scan the table, and hash every leased row.
+WHERE d.id = ANY($1::text[]) AND d.id = o.id
+  AND CASE WHEN d.status IN ('created', 'retrying') THEN d.lease_owner END = $8
   AND coalesce(d.requeued_at, d.created_at) = o.age_from;
-
--- name: record_attempts
--- Batched outcome write, part 2: the attempt log.
-INSERT INTO attempts (delivery_id, number, webhook_id, started_at, duration_ms, status_code,
-                      response_body, error, url)
-SELECT * FROM unnest($1::text[], $2::integer[], $3::text[], $4::timestamptz[],
-                     $5::double precision[], $6::integer[], $7::text[], $8::text[], $9::text[]);
 
 -- name: get_delivery
 -- One delivery.

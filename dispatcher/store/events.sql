@@ -1,11 +1,27 @@
 -- name: insert_events
--- Group commit, step 1: many events in one statement; returns the ids that were new.
-INSERT INTO events (id, type, data, occurred_at)
-SELECT e.id, e.type, e.data::json, e.occurred_at
-FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
-     AS e(id, type, data, occurred_at)
-ON CONFLICT (id) DO NOTHING
-RETURNING id;
+-- The group commit, in one statement (so one round trip, no BEGIN/COMMIT): many events, and
+-- the fan-out rows of those that were new. Returns the ids that were new; a duplicate's
+-- deliveries are dropped with it. Leased rows ($9 true) are handed to this instance's engine
+-- in-process; the others wait for a scheduler to claim them.
+WITH new_events AS (
+    INSERT INTO events (id, type, data, occurred_at)
+    SELECT e.id, e.type, e.data::json, e.occurred_at
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+         AS e(id, type, data, occurred_at)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+), new_deliveries AS (
+    INSERT INTO deliveries (id, event_id, webhook_id, event_type, created_at, next_attempt_at,
+                            due_at, lease_owner, lease_until)
+    SELECT d.id, d.event_id, d.webhook_id, d.event_type, $12, now(),
+           CASE WHEN d.leased THEN NULL ELSE now() END,
+           CASE WHEN d.leased THEN $10 END,
+           CASE WHEN d.leased THEN now() + make_interval(secs => $11) END
+    FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::boolean[])
+         AS d(id, event_id, webhook_id, event_type, leased)
+    WHERE d.event_id IN (SELECT id FROM new_events)
+)
+SELECT id FROM new_events;
 
 -- name: delivery_counts
 -- How many deliveries existing events have (the answer to a duplicate submission).
