@@ -95,7 +95,9 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
         app[DSN], pool, registry, engine, scheduler, settings.reload_interval_seconds
     )
     ingestor = Ingestor(pool, registry, engine)
-    publisher = Publisher(ingestor)
+    # Operational events have a writer of their own: producers' events never wait behind
+    # a commit of Dispatcher's own (under a stream of failures, ten of those a second).
+    publisher = Publisher(Ingestor(pool, registry, engine))
     engine.publisher = publisher
     app[REGISTRY], app[ENGINE], app[SCHEDULER] = registry, engine, scheduler
     app[LISTENER], app[INGESTOR] = listener, ingestor
@@ -113,6 +115,7 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
         await registry.load(pool)
         await engine.start()
         ingestor.start()
+        publisher.ingestor.start()
         listener.start()
         scheduler.start()
         loop = asyncio.get_running_loop()
@@ -139,8 +142,9 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     # operational events those last attempts produced.
     await scheduler.stop()
     await engine.stop(deadline=settings.delivery_timeout_seconds)
-    await publisher.drain()
     await ingestor.stop()
+    await publisher.drain()
+    await publisher.ingestor.stop()
     await listener.stop()
     log.info("engine_stopped", owner=engine.owner)
 

@@ -28,13 +28,15 @@ PREFIX = "dispatcher."
 
 
 # Operational events are gathered this long and committed together: under a stream of
-# failures each failed delivery would otherwise be a group commit of its own, and producers'
-# events would wait behind them in the single ingestion writer.
+# failures each failed delivery would otherwise be a commit of its own.
 BATCH_DELAY = 0.1
 
 
 class Publisher:
-    """Publishes operational events through the ingestor, in the background, in batches."""
+    """Publishes operational events in the background, in batches.
+
+    ``ingestor`` is the publisher's own (the app gives it a writer apart from producers').
+    """
 
     def __init__(self, ingestor: Ingestor) -> None:
         self.ingestor = ingestor
