@@ -7,12 +7,15 @@ bearer token, whatever key it is under.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import functools
 import logging
 import re
 import sys
+import threading
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import orjson
 import structlog
@@ -46,6 +49,63 @@ def _utc_now(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+# Info and debug lines wait at most this long to be written, together: one write per line was
+# a system call per delivery attempt. Warnings and worse are written at once.
+FLUSH_DELAY = 0.05
+
+
+class LineBuffer:
+    """structlog's final logger for JSON lines: writes them in batches.
+
+    Lines logged on a thread without a running event loop, and every warning or worse, are
+    written at once (with whatever is waiting before them, so the order holds). The rest is
+    written ``FLUSH_DELAY`` after the first of them, and at exit.
+    """
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._lines: list[bytes] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        atexit.register(self.flush)
+
+    def _later(self, line: bytes) -> None:
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop in this thread: write now
+            loop = None
+        with self._lock:
+            self._lines.append(line)
+            if loop is not None:
+                # A timer left on a loop that has since closed would never fire.
+                if self._timer is None or self._timer_loop is not loop:
+                    self._timer = loop.call_later(FLUSH_DELAY, self.flush)
+                    self._timer_loop = loop
+                return
+        self.flush()
+
+    def _now(self, line: bytes) -> None:
+        with self._lock:
+            self._lines.append(line)
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what is waiting."""
+        with self._lock:
+            lines, self._lines = self._lines, []
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if lines:
+                lines.append(b"")
+                self._out.write(b"\n".join(lines))
+                self._out.flush()
+
+    debug = info = _later
+    msg = warning = warn = error = err = critical = exception = fatal = failure = _now
+
+
 def configure(fmt: Literal["console", "json"], level: int = logging.INFO) -> None:
     """Configure structlog (and route stdlib logging through the same output)."""
     shared: list[Any] = [
@@ -59,7 +119,8 @@ def configure(fmt: Literal["console", "json"], level: int = logging.INFO) -> Non
             serializer=functools.partial(orjson.dumps, option=orjson.OPT_UTC_Z)
         )
         shared.append(structlog.processors.format_exc_info)
-        factory: Any = structlog.BytesLoggerFactory(sys.stdout.buffer)
+        buffer = LineBuffer(sys.stdout.buffer)
+        factory: Any = lambda *_: buffer  # noqa: E731
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
         factory = structlog.PrintLoggerFactory(sys.stdout)
