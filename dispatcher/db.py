@@ -29,6 +29,9 @@ DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
     # or, while the pool resets it, as "cannot switch to state ...".
     asyncpg.InterfaceError,
     asyncpg.exceptions.InternalClientError,
+    # A deadlock or serialization failure (SQLSTATE class 40): the statement was undone and
+    # the same one, tried again, succeeds.
+    asyncpg.exceptions.TransactionRollbackError,
 )
 
 _BLOCK = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)

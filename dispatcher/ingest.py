@@ -10,8 +10,10 @@ already leased to this instance and handed to the engine in-process.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
@@ -26,6 +28,23 @@ from dispatcher.store.events import Q
 log = structlog.get_logger(__name__)
 
 MAX_GROUP = 5000  # events per transaction
+T = TypeVar("T")
+
+
+# A group commit that loses a deadlock (or serialization conflict) is tried again at once, this
+# many times in all, before its producers hear of it (as a 503: nothing was stored).
+CONFLICT_TRIES = 3
+
+
+async def _conflict_retried(call: Callable[..., Awaitable[T]], *args: Any) -> T:
+    for tries_left in range(CONFLICT_TRIES - 1, -1, -1):
+        try:
+            return await call(*args)
+        except asyncpg.exceptions.TransactionRollbackError as exc:
+            if not tries_left:
+                raise
+            log.warning("ingest_conflict_retried", error=str(exc))
+    raise AssertionError("unreachable")
 
 
 def _fail(group: list[_Waiter], exc: BaseException) -> None:
@@ -193,7 +212,8 @@ class Ingestor:
         async with self.pool.acquire() as conn:
             inserted = {
                 r["id"]
-                for r in await conn.fetch(
+                for r in await _conflict_retried(
+                    conn.fetch,
                     Q["insert_events"],
                     [e.id for e in unique],
                     [e.type for e in unique],

@@ -140,6 +140,15 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             slug="unavailable",
             headers={"Retry-After": "2"},
         ).response()
+    except asyncpg.exceptions.TransactionRollbackError as exc:
+        # A deadlock or serialization failure with concurrent work: nothing was changed.
+        log.warning("database_conflict", error=str(exc), path=request.path)
+        return Problem(
+            503,
+            "The database undid this request because of a conflicting one; try again.",
+            slug="unavailable",
+            headers={"Retry-After": "1"},
+        ).response()
     except DB_UNAVAILABLE as exc:
         log.warning("database_unavailable", error=str(exc), path=request.path)
         return Problem(

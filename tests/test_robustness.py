@@ -115,3 +115,62 @@ async def test_manual_retry_during_an_attempt_is_not_lost(
         )
 
     await eventually(succeeded)
+
+
+async def _events_insert_conflicts(db: asyncpg.Connection, times: int) -> None:
+    """Make the next ``times`` inserts into events fail as a deadlock victim would."""
+    await db.execute(
+        "CREATE SEQUENCE IF NOT EXISTS test_conflicts;"
+        "SELECT setval('test_conflicts', 1, false);"
+        "CREATE OR REPLACE FUNCTION test_conflict() RETURNS trigger LANGUAGE plpgsql AS $$"
+        f" BEGIN IF nextval('test_conflicts') <= {times} THEN"
+        "  RAISE EXCEPTION 'deadlock detected (test)' USING ERRCODE = '40P01';"
+        " END IF; RETURN NEW; END $$;"
+        "CREATE TRIGGER test_conflict BEFORE INSERT ON events"
+        " FOR EACH ROW EXECUTE FUNCTION test_conflict();"
+    )
+
+
+async def _no_conflicts(db: asyncpg.Connection) -> None:
+    await db.execute(
+        "DROP TRIGGER IF EXISTS test_conflict ON events;"
+        "DROP FUNCTION IF EXISTS test_conflict();"
+        "DROP SEQUENCE IF EXISTS test_conflicts;"
+    )
+
+
+async def test_an_ingestion_that_loses_a_deadlock_is_tried_again(
+    client: Any, db: asyncpg.Connection
+) -> None:
+    await _events_insert_conflicts(db, 2)
+    try:
+        resp = await client.post(
+            "/v1/events",
+            json={"type": "order.created", "id": "evt-conflict", "data": {}},
+            headers=PUBLISHER,
+        )
+        assert resp.status == 202, await resp.text()
+        assert not (await resp.json())["duplicate"]
+    finally:
+        await _no_conflicts(db)
+    assert await db.fetchval("SELECT count(*) FROM events WHERE id = 'evt-conflict'") == 1
+
+
+async def test_an_ingestion_that_keeps_losing_deadlocks_answers_503_and_stores_nothing(
+    client: Any, db: asyncpg.Connection
+) -> None:
+    await _events_insert_conflicts(db, 1000)
+    try:
+        resp = await client.post(
+            "/v1/events",
+            json={"type": "order.created", "id": "evt-conflict", "data": {}},
+            headers=PUBLISHER,
+        )
+        assert resp.status == 503, await resp.text()
+        assert resp.headers["Content-Type"].startswith("application/problem+json")
+        assert resp.headers["Retry-After"] == "1"
+        problem = await resp.json()
+        assert problem["status"] == 503 and "conflict" in problem["detail"]
+    finally:
+        await _no_conflicts(db)
+    assert await db.fetchval("SELECT count(*) FROM events") == 0
