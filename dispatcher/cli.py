@@ -113,6 +113,7 @@ def serve(
     with database(settings) as dsn:
         loop = uvloop.new_event_loop()
         loop.run_until_complete(migrate.migrate_dsn(dsn))
+        logs.flush()  # with several workers this loop closes and the supervisor logs no more
         admin = load_admin_token(settings.admin_token, settings.data_dir)
         base = f"http://{settings.host}:{settings.port}"
         click.echo(

@@ -19,8 +19,17 @@ from typing import Any
 import asyncpg
 import orjson
 
+# A deadlock or serialization failure: the statement was undone, and the same one, tried again,
+# succeeds. (Not all of SQLSTATE class 40: a deferred constraint failing at commit fails every
+# time.)
+CONFLICT: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+)
+
 # Errors meaning "the database is not reachable right now" (as opposed to a bad query):
 # callers answer 503 or pause and retry. TimeoutError and ConnectionError are OSErrors.
+# Conflicts are here too: the same answer (503, or pause and retry) is right for them.
 DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresConnectionError,
@@ -29,9 +38,7 @@ DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
     # or, while the pool resets it, as "cannot switch to state ...".
     asyncpg.InterfaceError,
     asyncpg.exceptions.InternalClientError,
-    # A deadlock or serialization failure (SQLSTATE class 40): the statement was undone and
-    # the same one, tried again, succeeds.
-    asyncpg.exceptions.TransactionRollbackError,
+    *CONFLICT,
 )
 
 _BLOCK = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)

@@ -19,7 +19,7 @@ import asyncpg
 import structlog
 
 from dispatcher import fanout, ids, metrics
-from dispatcher.db import DB_UNAVAILABLE
+from dispatcher.db import CONFLICT, DB_UNAVAILABLE
 from dispatcher.engine import Engine
 from dispatcher.jobs import Job, Payload
 from dispatcher.registry import Registry
@@ -40,7 +40,7 @@ async def _conflict_retried(call: Callable[..., Awaitable[T]], *args: Any) -> T:
     for tries_left in range(CONFLICT_TRIES - 1, -1, -1):
         try:
             return await call(*args)
-        except asyncpg.exceptions.TransactionRollbackError as exc:
+        except CONFLICT as exc:
             if not tries_left:
                 raise
             log.warning("ingest_conflict_retried", error=str(exc))
@@ -181,6 +181,9 @@ class Ingestor:
         for e in events:
             first.setdefault(e.id, e)
         unique = list(first.values())
+        # Events go in in id order, so instances inserting the same ids (a producer retrying
+        # through another instance) wait on each other in the same order instead of deadlocking.
+        by_id = sorted(unique, key=lambda e: e.id)
         engine = self.engine
         owner = engine.owner if engine is not None else ""
         now = datetime.now(UTC)
@@ -215,10 +218,10 @@ class Ingestor:
                 for r in await _conflict_retried(
                     conn.fetch,
                     Q["insert_events"],
-                    [e.id for e in unique],
-                    [e.type for e in unique],
-                    [e.data_json.decode() for e in unique],
-                    [e.occurred_at for e in unique],
+                    [e.id for e in by_id],
+                    [e.type for e in by_id],
+                    [e.data_json.decode() for e in by_id],
+                    [e.occurred_at for e in by_id],
                     d_ids,
                     d_events,
                     d_hooks,

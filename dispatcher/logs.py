@@ -94,9 +94,9 @@ class LineBuffer:
         """Write what is waiting."""
         with self._lock:
             lines, self._lines = self._lines, []
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            # A pending timer is left to fire on an empty buffer: it may belong to another
+            # thread's loop, and a loop's handles are not to be touched from elsewhere.
+            self._timer = None
             if lines:
                 lines.append(b"")
                 self._out.write(b"\n".join(lines))
@@ -104,6 +104,15 @@ class LineBuffer:
 
     debug = info = _later
     msg = warning = warn = error = err = critical = exception = fatal = failure = _now
+
+
+_buffer: LineBuffer | None = None
+
+
+def flush() -> None:
+    """Write the JSON lines still waiting (before a short-lived event loop's end, a fork...)."""
+    if _buffer is not None:
+        _buffer.flush()
 
 
 def configure(fmt: Literal["console", "json"], level: int = logging.INFO) -> None:
@@ -119,7 +128,10 @@ def configure(fmt: Literal["console", "json"], level: int = logging.INFO) -> Non
             serializer=functools.partial(orjson.dumps, option=orjson.OPT_UTC_Z)
         )
         shared.append(structlog.processors.format_exc_info)
-        buffer = LineBuffer(sys.stdout.buffer)
+        global _buffer
+        if _buffer is None:
+            _buffer = LineBuffer(sys.stdout.buffer)
+        buffer = _buffer
         factory: Any = lambda *_: buffer  # noqa: E731
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())

@@ -16,7 +16,7 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
-from dispatcher.db import DB_UNAVAILABLE
+from dispatcher.db import CONFLICT, DB_UNAVAILABLE
 from dispatcher.ingest import NotRunning
 
 log = structlog.get_logger(__name__)
@@ -140,7 +140,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             slug="unavailable",
             headers={"Retry-After": "2"},
         ).response()
-    except asyncpg.exceptions.TransactionRollbackError as exc:
+    except CONFLICT as exc:
         # A deadlock or serialization failure with concurrent work: nothing was changed.
         log.warning("database_conflict", error=str(exc), path=request.path)
         return Problem(

@@ -26,7 +26,14 @@ async def prune(pool: asyncpg.Pool, days: float, batch: int = BATCH) -> dict[str
     """Prune everything that is due, batch by batch; returns counts removed."""
     removed = {"deliveries": 0, "events": 0}
     async with pool.acquire() as conn:
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
+        # The pool does not reset released connections (db.create_pool): a lock this
+        # connection may hold but cannot release must not go back to the pool with it.
+        try:
+            locked = await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY)
+        except BaseException:
+            conn.terminate()
+            raise
+        if not locked:
             return removed
         try:
             for key in ("deliveries", "events"):
@@ -38,8 +45,6 @@ async def prune(pool: asyncpg.Pool, days: float, batch: int = BATCH) -> dict[str
                         break
                     await asyncio.sleep(0)  # let the rest of the process breathe
         finally:
-            # The pool does not reset released connections (db.create_pool), so a lock that
-            # could not be released must not go back with its connection.
             try:
                 await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
             except BaseException:
