@@ -110,6 +110,13 @@ def not_found(what: str, ident: str) -> Problem:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def _unavailable(detail: str, retry_after: int = 1) -> web.Response:
+    # Nothing was changed; the client may simply try again after Retry-After seconds.
+    return Problem(
+        503, detail, slug="unavailable", headers={"Retry-After": str(retry_after)}
+    ).response()
+
+
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Answer every failure with problem JSON; never a 500 page for bad input."""
@@ -134,29 +141,16 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except (NotRunning, asyncpg.UndefinedTableError) as exc:
         # Starting up, shutting down, or pointed at a database that is not migrated yet.
         log.warning("not_ready", error=str(exc), path=request.path)
-        return Problem(
-            503,
-            "Dispatcher is not ready; try again shortly.",
-            slug="unavailable",
-            headers={"Retry-After": "2"},
-        ).response()
+        return _unavailable("Dispatcher is not ready; try again shortly.", retry_after=2)
     except CONFLICT as exc:
         # A deadlock or serialization failure with concurrent work: nothing was changed.
         log.warning("database_conflict", error=str(exc), path=request.path)
-        return Problem(
-            503,
-            "The database undid this request because of a conflicting one; try again.",
-            slug="unavailable",
-            headers={"Retry-After": "1"},
-        ).response()
+        return _unavailable(
+            "The database undid this request because of a conflicting one; try again."
+        )
     except DB_UNAVAILABLE as exc:
         log.warning("database_unavailable", error=str(exc), path=request.path)
-        return Problem(
-            503,
-            "The database is unreachable; try again shortly.",
-            slug="unavailable",
-            headers={"Retry-After": "1"},
-        ).response()
+        return _unavailable("The database is unreachable; try again shortly.")
     except Exception:
         log.exception("unhandled_error", method=request.method, path=request.path)
         return Problem(500, "An internal error occurred; it has been logged.").response()
