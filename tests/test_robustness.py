@@ -4,7 +4,9 @@ stranded deliveries, a manual retry racing an attempt in flight."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -117,60 +119,72 @@ async def test_manual_retry_during_an_attempt_is_not_lost(
     await eventually(succeeded)
 
 
-async def _events_insert_conflicts(db: asyncpg.Connection, times: int) -> None:
-    """Make the next ``times`` inserts into events fail as a deadlock victim would."""
+@contextlib.asynccontextmanager
+async def conflicts(db: asyncpg.Connection, table: str, times: int) -> AsyncIterator[None]:
+    """The next ``times`` inserts into ``table`` fail as a deadlock's victim would."""
     await db.execute(
-        "CREATE SEQUENCE IF NOT EXISTS test_conflicts;"
-        "SELECT setval('test_conflicts', 1, false);"
-        "CREATE OR REPLACE FUNCTION test_conflict() RETURNS trigger LANGUAGE plpgsql AS $$"
+        "CREATE SEQUENCE test_conflicts;"
+        "CREATE FUNCTION test_conflict() RETURNS trigger LANGUAGE plpgsql AS $$"
         f" BEGIN IF nextval('test_conflicts') <= {times} THEN"
         "  RAISE EXCEPTION 'deadlock detected (test)' USING ERRCODE = '40P01';"
         " END IF; RETURN NEW; END $$;"
-        "CREATE TRIGGER test_conflict BEFORE INSERT ON events"
+        f"CREATE TRIGGER test_conflict BEFORE INSERT ON {table}"
         " FOR EACH ROW EXECUTE FUNCTION test_conflict();"
     )
+    try:
+        yield
+    finally:
+        await db.execute(
+            f"DROP TRIGGER test_conflict ON {table};"
+            "DROP FUNCTION test_conflict(); DROP SEQUENCE test_conflicts;"
+        )
 
 
-async def _no_conflicts(db: asyncpg.Connection) -> None:
-    await db.execute(
-        "DROP TRIGGER IF EXISTS test_conflict ON events;"
-        "DROP FUNCTION IF EXISTS test_conflict();"
-        "DROP SEQUENCE IF EXISTS test_conflicts;"
+async def publish_one(client: Any) -> Any:
+    """POST one event (id ``evt-conflict``); the response."""
+    return await client.post(
+        "/v1/events",
+        json={"type": "order.created", "id": "evt-conflict", "data": {}},
+        headers=PUBLISHER,
     )
 
 
 async def test_an_ingestion_that_loses_a_deadlock_is_tried_again(
     client: Any, db: asyncpg.Connection
 ) -> None:
-    await _events_insert_conflicts(db, 2)
-    try:
-        resp = await client.post(
-            "/v1/events",
-            json={"type": "order.created", "id": "evt-conflict", "data": {}},
-            headers=PUBLISHER,
-        )
+    async with conflicts(db, "events", 2):
+        resp = await publish_one(client)
         assert resp.status == 202, await resp.text()
         assert not (await resp.json())["duplicate"]
-    finally:
-        await _no_conflicts(db)
     assert await db.fetchval("SELECT count(*) FROM events WHERE id = 'evt-conflict'") == 1
 
 
 async def test_an_ingestion_that_keeps_losing_deadlocks_answers_503_and_stores_nothing(
     client: Any, db: asyncpg.Connection
 ) -> None:
-    await _events_insert_conflicts(db, 1000)
-    try:
-        resp = await client.post(
-            "/v1/events",
-            json={"type": "order.created", "id": "evt-conflict", "data": {}},
-            headers=PUBLISHER,
-        )
+    async with conflicts(db, "events", 1000):
+        resp = await publish_one(client)
         assert resp.status == 503, await resp.text()
         assert resp.headers["Content-Type"].startswith("application/problem+json")
         assert resp.headers["Retry-After"] == "1"
         problem = await resp.json()
         assert problem["status"] == 503 and "conflict" in problem["detail"]
-    finally:
-        await _no_conflicts(db)
     assert await db.fetchval("SELECT count(*) FROM events") == 0
+
+
+async def test_an_outcome_write_that_loses_a_deadlock_is_written_on_the_next_try(
+    client: Any, receiver: Any, db: asyncpg.Connection
+) -> None:
+    """Not dropped: a dropped batch would leave the delivery leased, unrecorded, and sent
+    again only when its lease (30 s here) ran out."""
+    await client.post("/v1/webhooks", json=webhook_body(url=receiver.url()), headers=ADMIN)
+    async with conflicts(db, "attempts", 2):
+        assert (await publish_one(client)).status == 202
+
+        async def recorded() -> bool:
+            status = await db.fetchval("SELECT status FROM deliveries")
+            return bool(status == "success")
+
+        await eventually(recorded, timeout=10)
+    assert await db.fetchval("SELECT count(*) FROM attempts") == 1
+    assert len(receiver.at()) == 1
