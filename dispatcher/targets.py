@@ -14,10 +14,26 @@ import socket
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def is_forbidden_address(addr: IPAddress) -> bool:
-    """True for any address that is not globally routable unicast."""
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return is_forbidden_address(addr.ipv4_mapped)
+# Prefixes whose addresses carry an IPv4 address a translator or tunnel would reach.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215, local use only
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated ::a.b.c.d
+
+
+def embedded_ipv4(addr: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address embeds (mapped, compatible, 6to4, NAT64, Teredo)."""
+    if addr.ipv4_mapped is not None:
+        return [addr.ipv4_mapped]
+    if addr.sixtofour is not None:
+        return [addr.sixtofour]
+    if addr.teredo is not None:
+        return list(addr.teredo)  # server and (de-obfuscated) client
+    if addr in _NAT64 or addr in _NAT64_LOCAL or addr in _IPV4_COMPATIBLE:
+        return [ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)]
+    return []
+
+
+def _not_global_unicast(addr: IPAddress) -> bool:
     return (
         addr.is_loopback
         or addr.is_private
@@ -27,6 +43,26 @@ def is_forbidden_address(addr: IPAddress) -> bool:
         or addr.is_unspecified
         or not addr.is_global
     )
+
+
+def is_forbidden_address(addr: IPAddress) -> bool:
+    """True for any address that is not globally routable unicast.
+
+    An IPv6 address that embeds an IPv4 one is judged by that too: 6to4 ``2002:7f00:1::`` is
+    "global" to ``ipaddress`` but a relay delivers it to 127.0.0.1.
+    """
+    if isinstance(addr, ipaddress.IPv4Address):
+        return _not_global_unicast(addr)
+    embedded = embedded_ipv4(addr)
+    if addr.ipv4_mapped is not None or addr in _NAT64:
+        # The prefix only says "IPv4 through a translator" (DNS64 hands these out for public
+        # names): the IPv4 address decides.
+        return _not_global_unicast(embedded[0])
+    if addr.is_site_local or addr in _NAT64_LOCAL:
+        return True  # fec0::/10 (deprecated, still routed inside some networks); local NAT64
+    if any(_not_global_unicast(v4) for v4 in embedded):
+        return True
+    return _not_global_unicast(addr)
 
 
 def literal_address(host: str) -> IPAddress | None:
