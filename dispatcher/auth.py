@@ -46,17 +46,27 @@ class Tokens:
         return role
 
 
-def load_admin_token(configured: str | None, data_dir: Path) -> str:
-    """The configured admin token, or the one generated once and kept in the data dir."""
+def admin_token_path(data_dir: Path) -> Path:
+    """Where the generated admin token is kept (absolute, for messages that name it)."""
+    return (data_dir / "admin_token").absolute()
+
+
+def stored_admin_token(configured: str | None, data_dir: Path) -> str | None:
+    """The configured admin token or the data dir's, or None; never creates one."""
     if configured:
         return configured
-    path = data_dir / "admin_token"
     try:
-        existing = path.read_text().strip()
-    except FileNotFoundError:
-        existing = ""
+        return admin_token_path(data_dir).read_text().strip() or None
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def load_admin_token(configured: str | None, data_dir: Path) -> str:
+    """The configured admin token, or the one generated once and kept in the data dir."""
+    existing = stored_admin_token(configured, data_dir)
     if existing:
         return existing
+    path = admin_token_path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     token = "dsp_admin_" + secrets.token_urlsafe(32)
     # Written with mode 0600 so other local users cannot read it.

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from dispatcher import __version__, logs, migrate, transfer
 from dispatcher.app import create_app
-from dispatcher.auth import Tokens, load_admin_token
+from dispatcher.auth import Tokens, admin_token_path, load_admin_token, stored_admin_token
 from dispatcher.client import (
     DEFAULT_URL,
     Client,
@@ -242,9 +242,20 @@ def migrate_cmd(config: Path | None) -> None:
 @main.command()
 @config_option
 def token(config: Path | None) -> None:
-    """Print the admin token (the configured one, or the data dir's)."""
+    """Print the admin token (the configured one, or the data dir's); never creates one."""
     settings = _settings(config)
-    click.echo(load_admin_token(settings.admin_token, settings.data_dir))
+    found = _stored_token(settings)
+    if found is None:
+        # A token made up here would not be the running server's: say where to find that one.
+        click.echo(
+            "dispatcher: no admin token: DISPATCHER_ADMIN_TOKEN is not set and there is none in "
+            f"{admin_token_path(settings.data_dir)}. Start the server first (`make run` creates "
+            "one there), or set DISPATCHER_DATA_DIR to the server's data dir, or set "
+            "DISPATCHER_ADMIN_TOKEN.",
+            err=True,
+        )
+        sys.exit(2)
+    click.echo(found)
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,6 +366,17 @@ class Api:
         return Client(self.url, self.token or _admin_token(self.config), retries=2, backoff=0.2)
 
 
+def _stored_token(settings: Settings) -> str | None:
+    """The admin token the server uses, if it can be found here; exits when unreadable."""
+    try:
+        return stored_admin_token(settings.admin_token, settings.data_dir)
+    except OSError as exc:
+        click.echo(
+            f"dispatcher: cannot read {admin_token_path(settings.data_dir)}: {exc}", err=True
+        )
+        sys.exit(2)
+
+
 def _admin_token(config: Path | None) -> str:
     """The admin token from the configuration or the data dir; never generates one."""
     try:
@@ -362,16 +384,13 @@ def _admin_token(config: Path | None) -> str:
     except ConfigError as exc:
         click.echo(f"dispatcher: invalid configuration: {exc}", err=True)
         sys.exit(2)
-    if settings.admin_token:
-        return settings.admin_token
-    path = settings.data_dir / "admin_token"
-    with contextlib.suppress(OSError):
-        found = path.read_text().strip()
-        if found:
-            return found
+    found = _stored_token(settings)
+    if found:
+        return found
     click.echo(
-        "dispatcher: no token: pass --token, or set DISPATCHER_TOKEN or DISPATCHER_ADMIN_TOKEN "
-        f"(there is none in {path})",
+        "dispatcher: no token: pass --token, or set DISPATCHER_TOKEN or DISPATCHER_ADMIN_TOKEN, "
+        "or DISPATCHER_DATA_DIR to the server's data dir "
+        f"(there is none in {admin_token_path(settings.data_dir)})",
         err=True,
     )
     sys.exit(2)

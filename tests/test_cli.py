@@ -334,6 +334,32 @@ async def test_token_comes_from_the_data_dir_like_the_token_command(
     assert forbidden.exit_code == 1 and "403" in forbidden.stderr
 
 
+async def test_token_never_creates_one_and_says_where_it_looked(
+    invoke: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Run from another directory with the default (relative) data dir, as a newcomer would
+    # who opens a second terminal elsewhere: the message names the absolute path it tried.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    missing = await invoke("token", DISPATCHER_DATA_DIR=None)
+    assert missing.exit_code == 2 and missing.stdout == ""
+    assert str(elsewhere / ".dispatcher" / "admin_token") in missing.stderr
+    assert "make run" in missing.stderr
+    assert "DISPATCHER_DATA_DIR" in missing.stderr and "DISPATCHER_ADMIN_TOKEN" in missing.stderr
+    assert not (elsewhere / ".dispatcher").exists()
+
+    # An empty token file is no token either, and is left as it was.
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "admin_token").write_text("")
+    assert (await invoke("token")).exit_code == 2
+    assert (data_dir / "admin_token").read_text() == ""
+
+    configured = "c" * 24
+    assert ok(await invoke("token", DISPATCHER_ADMIN_TOKEN=configured)).stdout == configured + "\n"
+
+
 async def test_unreachable_server(invoke: Invoke) -> None:
     from tests.test_client import free_port
 
