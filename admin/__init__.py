@@ -14,10 +14,10 @@ import jinja2
 from aiohttp import web
 
 from admin import deliveries, event_types, login, overview, webhooks
-from admin.keys import JINJA, REVOKED, SIGNER, THROTTLE
+from admin.keys import JINJA, SIGNER, THROTTLE
 from admin.middleware import admin_middleware
 from admin.render import FILTERS
-from admin.session import LoginThrottle, Revoked, Signer
+from admin.session import LoginThrottle, Signer
 from dispatcher.app_keys import TOKENS
 
 HERE = Path(__file__).parent
@@ -38,7 +38,6 @@ def setup(app: web.Application) -> None:
     )
     env.globals.pop("app", None)  # templates get what the handlers give them, nothing more
     app[SIGNER] = Signer(app[TOKENS].admin)
-    app[REVOKED] = Revoked()
     app[THROTTLE] = LoginThrottle()
     app.middlewares.append(admin_middleware)
     for module in (login, overview, webhooks, deliveries, event_types):

@@ -5,11 +5,10 @@ from __future__ import annotations
 import jinja2
 from aiohttp import web
 
-from admin.session import LoginThrottle, Revoked, Session, Signer
+from admin.session import LoginThrottle, Session, Signer
 
 JINJA = web.AppKey("admin_jinja", jinja2.Environment)
 SIGNER = web.AppKey("admin_signer", Signer)
-REVOKED = web.AppKey("admin_revoked", Revoked)
 THROTTLE = web.AppKey("admin_throttle", LoginThrottle)
 
 SESSION = web.RequestKey("admin_session", Session)

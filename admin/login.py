@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from admin.keys import REVOKED, SESSION, SIGNER, THROTTLE
+from admin.keys import SESSION, SIGNER, THROTTLE
 from admin.middleware import CSRF_FIELD, LOGIN, safe_next
 from admin.render import delete_cookie, redirect, render, set_cookie
 from admin.session import (
@@ -13,7 +13,8 @@ from admin.session import (
     SESSION_COOKIE,
     SESSION_SECONDS,
 )
-from dispatcher.app_keys import TOKENS
+from dispatcher.app_keys import POOL, TOKENS
+from dispatcher.store import console_sessions
 
 routes = web.RouteTableDef()
 
@@ -81,8 +82,14 @@ async def login(request: web.Request) -> web.Response:
 
 @routes.post("/admin/logout")
 async def logout(request: web.Request) -> web.Response:
-    """End the session (the middleware has checked the CSRF token)."""
-    request.app[REVOKED].add(request[SESSION])
+    """End the session (the middleware has checked the CSRF token).
+
+    The revocation is stored before the cookie is deleted: with the database unreachable this
+    is a 503 page and the operator is still signed in, rather than told they are signed out
+    while the old cookie keeps working.
+    """
+    session = request[SESSION]
+    await console_sessions.revoke(request.app[POOL], session.nonce, session.expires)
     response = redirect(request, LOGIN, flash=("info", "You have been signed out."))
     delete_cookie(response, request, SESSION_COOKIE)
     return response

@@ -14,12 +14,14 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from admin.keys import NONCE, REVOKED, SESSION, SIGNER
+from admin.keys import NONCE, SESSION, SIGNER
 from admin.render import redirect, render
 from admin.session import SESSION_COOKIE
+from dispatcher.app_keys import POOL
 from dispatcher.db import DB_UNAVAILABLE
 from dispatcher.ingest import NotRunning
 from dispatcher.problems import Handler, Problem
+from dispatcher.store import console_sessions
 
 log = structlog.get_logger("dispatcher.admin")
 
@@ -27,6 +29,12 @@ PREFIX = "/admin"
 STATIC = "/admin/static/"
 LOGIN = "/admin/login"
 CSRF_FIELD = "csrf_token"
+# Starting up, schema not migrated yet, or the database out of reach: a 503 page.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    NotRunning,
+    asyncpg.UndefinedTableError,
+    *DB_UNAVAILABLE,
+)
 
 
 def is_console(path: str) -> bool:
@@ -84,8 +92,14 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def _gated(request: web.Request, handler: Handler) -> web.StreamResponse:
     signer = request.app[SIGNER]
     session = signer.read(request.cookies.get(SESSION_COOKIE))
-    if session is not None and session in request.app[REVOKED]:
-        session = None
+    if session is not None:
+        # Logouts live in the database, so every instance refuses a signed-out cookie at once;
+        # when that cannot be checked, nothing is let in on a cookie that may be revoked.
+        try:
+            if await console_sessions.is_revoked(request.app[POOL], session.nonce):
+                session = None
+        except UNAVAILABLE as exc:
+            return _unavailable(request, exc)
     if session is not None:
         request[SESSION] = session
     elif request.path != LOGIN:
@@ -116,19 +130,26 @@ async def _gated(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return error_page(request, exc.status, exc.reason, _http_detail(exc.status))
-    except (NotRunning, asyncpg.UndefinedTableError) as exc:
-        log.warning("admin_not_ready", error=str(exc), path=request.path)
-        return error_page(request, 503, "Not ready", "Dispatcher is starting; try again shortly.")
-    except DB_UNAVAILABLE as exc:
-        log.warning("admin_database_unavailable", error=str(exc), path=request.path)
-        return error_page(
-            request, 503, "Database unreachable", "The database is unreachable; try again shortly."
-        )
+    except UNAVAILABLE as exc:
+        return _unavailable(request, exc)
     except Exception:
         log.exception("admin_unhandled_error", method=request.method, path=request.path)
         return error_page(
             request, 500, "Something went wrong", "An internal error occurred; it has been logged."
         )
+
+
+def _unavailable(request: web.Request, exc: BaseException) -> web.Response:
+    """The 503 page for a console that is starting or cannot reach its database."""
+    if isinstance(exc, NotRunning | asyncpg.UndefinedTableError):
+        log.warning("admin_not_ready", error=str(exc), path=request.path)
+        return error_page(request, 503, "Not ready", "Dispatcher is starting; try again shortly.")
+    log.warning("admin_database_unavailable", error=str(exc), path=request.path)
+    response = error_page(
+        request, 503, "Database unreachable", "The database is unreachable; try again shortly."
+    )
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 def _http_detail(status: int) -> str:

@@ -3,7 +3,8 @@
 Everything is signed with a key derived from the admin token (HMAC-SHA256), so sessions need
 no table, work across workers and instances, and all end when the admin token changes. A
 session cookie is ``<expires>.<nonce>.<signature>``; its CSRF token is the HMAC of the nonce.
-Logging out deletes the cookie and also revokes the nonce on this process until it expires.
+Logging out deletes the cookie and revokes the nonce in the database
+(``dispatcher.store.console_sessions``) until it expires, for every instance and worker.
 """
 
 from __future__ import annotations
@@ -135,22 +136,6 @@ class Signer:
         if kind not in ("success", "error", "info") or not isinstance(text, str):
             return None
         return Flash(kind, text)
-
-
-@dataclass
-class Revoked:
-    """Sessions signed out on this process, remembered until they would have expired."""
-
-    nonces: dict[str, int] = field(default_factory=dict)
-
-    def add(self, session: Session) -> None:
-        """Refuse this session from now on."""
-        now = time.time()
-        self.nonces = {n: e for n, e in self.nonces.items() if e > now}
-        self.nonces[session.nonce] = session.expires
-
-    def __contains__(self, session: object) -> bool:
-        return isinstance(session, Session) and session.nonce in self.nonces
 
 
 @dataclass

@@ -1,0 +1,178 @@
+"""Console sign-out and sign-in across instances: a logout is refused by every instance at once
+and after a restart, the database being unreachable is a 503 page, and the login throttle slows
+wrong guesses without ever locking out the admin token."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from dispatcher.app import create_app
+from dispatcher.auth import Tokens
+from tests.conftest import make_settings
+from tests.helpers import ADMIN_TOKEN, PUBLISH_TOKEN
+from tests.test_admin import signed_in
+
+Client = TestClient[Any, Any]
+WRONG = "wrong-token-0123456789"
+
+
+def session_cookie(client: Client) -> str:
+    """The value of the client's console session cookie."""
+    cookies = client.session.cookie_jar.filter_cookies(client.make_url("/admin/"))
+    return cookies["dispatcher_session"].value
+
+
+async def overview_with(client: Client, cookie: str) -> int:
+    """The status of the overview page for a request carrying ``cookie`` (no other cookies)."""
+    client.session.cookie_jar.clear()
+    client.session.cookie_jar.update_cookies(
+        {"dispatcher_session": cookie}, client.make_url("/admin")
+    )
+    answer = await client.get("/admin/", allow_redirects=False)
+    await answer.read()
+    return answer.status
+
+
+async def logout(client: Client, csrf: str) -> None:
+    answer = await client.post("/admin/logout", data={"csrf_token": csrf}, allow_redirects=False)
+    assert answer.status == 303, await answer.text()
+
+
+# --------------------------------------------------------------------------------------------
+# logout
+
+
+async def test_a_logout_is_refused_by_every_instance_at_once(make_client: Any) -> None:
+    first, second = await make_client(), await make_client()
+    csrf = await signed_in(first)
+    cookie = session_cookie(first)
+    # Sessions are signed, not stored: the other instance accepts the cookie as it is.
+    assert await overview_with(second, cookie) == 200
+
+    await logout(first, csrf)
+    # No waiting: the very next request on the other instance is refused.
+    assert await overview_with(second, cookie) == 303
+    assert await overview_with(first, cookie) == 303
+
+
+async def test_a_logout_survives_a_restart(make_client: Any) -> None:
+    before = await make_client()
+    csrf = await signed_in(before)
+    cookie = session_cookie(before)
+    await logout(before, csrf)
+    await before.close()  # the instance that saw the logout is gone
+
+    after = await make_client()
+    assert await overview_with(after, cookie) == 303
+    # ... while a session that was never signed out still works there.
+    fresh = await make_client()
+    await signed_in(fresh)
+    assert await overview_with(after, session_cookie(fresh)) == 200
+
+
+class Outage:
+    """A TCP proxy in front of Postgres that can be cut: the database, as the app sees it,
+    becomes unreachable (open connections reset, new ones refused) and can come back."""
+
+    def __init__(self, dsn: str) -> None:
+        parts = urlsplit(dsn)
+        host = parse_qs(parts.query).get("host", [parts.hostname or "127.0.0.1"])[0]
+        port = parts.port or 5432
+        self._unix = f"{host}/.s.PGSQL.{port}" if host.startswith("/") else None
+        self._tcp = (host, port)
+        self._parts = parts
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.port = 0
+
+    @property
+    def dsn(self) -> str:
+        """The DSN through the proxy."""
+        netloc = f"{self._parts.username or 'postgres'}@127.0.0.1:{self.port}"
+        return urlunsplit(self._parts._replace(netloc=netloc, query=""))
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        """Refuse new connections and reset the open ones."""
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+        self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if self._unix:
+                up_reader, up_writer = await asyncio.open_unix_connection(self._unix)
+            else:
+                up_reader, up_writer = await asyncio.open_connection(*self._tcp)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, up_writer))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+@pytest.fixture
+async def outage(database_url: str) -> AsyncIterator[Outage]:
+    proxy = Outage(database_url)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        with contextlib.suppress(AssertionError):
+            await proxy.cut()
+
+
+async def test_an_unreachable_database_is_a_503_page_not_a_way_in(
+    aiohttp_client: Any, outage: Outage, tmp_path: Path, make_client: Any
+) -> None:
+    settings = make_settings(outage.dsn, tmp_path)
+    app = create_app(settings, outage.dsn, Tokens(ADMIN_TOKEN, (PUBLISH_TOKEN,)))
+    client: Client = await aiohttp_client(app)
+    csrf = await signed_in(client)
+    live = session_cookie(client)
+    other = await make_client()
+    other_csrf = await signed_in(other)
+    revoked = session_cookie(other)
+    await logout(other, other_csrf)
+
+    await outage.cut()
+    for cookie in (revoked, live):
+        for method, path, data in (
+            ("GET", "/admin/", None),
+            # The sign-in page needs no database, but with a session it would lead inside.
+            ("GET", "/admin/login", None),
+            ("POST", "/admin/logout", {"csrf_token": csrf}),
+        ):
+            client.session.cookie_jar.clear()
+            client.session.cookie_jar.update_cookies(
+                {"dispatcher_session": cookie}, client.make_url("/admin")
+            )
+            answer = await client.request(method, path, data=data, allow_redirects=False)
+            text = await answer.text()
+            assert answer.status == 503, (method, path, answer.status, text[:300])
+            assert answer.content_type == "text/html"
+            assert "The database is unreachable" in text
+            assert answer.headers["Retry-After"]
