@@ -114,6 +114,32 @@ HTTP_REQUESTS = Counter(
 )
 
 
+# Every label value a counter can take, so each series exists at 0 from start-up. A series
+# that first appears at 1 is invisible to ``increase()``/``rate()`` (no earlier sample), and
+# the shipped alerts and panels are built on those: the first auto-disable would never alert.
+INGEST_OUTCOMES = ("accepted", "duplicate")
+FINISHED_OUTCOMES = ("success", "failed")
+RESULT_CLASSES = ("2xx", "3xx", "4xx", "5xx", "timeout", "connection", "blocked")
+DISABLE_REASONS = ("auto", "gone")  # what the engine disables for; "manual" is not counted
+
+
+def _initialise_series() -> None:
+    for outcome in INGEST_OUTCOMES:
+        EVENTS_INGESTED.labels(outcome)
+    DELIVERIES_CREATED.labels("")
+    for outcome in FINISHED_OUTCOMES:
+        DELIVERIES_FINISHED.labels(outcome, "")
+    for result in RESULT_CLASSES:
+        ATTEMPTS.labels(result, "")
+    ATTEMPT_DURATION.labels("")
+    DELIVERY_LATENCY.labels("")
+    for reason in DISABLE_REASONS:
+        AUTO_DISABLES.labels(reason)
+
+
+_initialise_series()
+
+
 # Labelled children looked up once: ``labels()`` takes a lock and hashes on every call, which
 # shows on the per-attempt hot path.
 @lru_cache(maxsize=8192)
