@@ -62,16 +62,23 @@ async def login(request: web.Request) -> web.Response:
         )
     client = request.remote or "unknown"
     throttle = request.app[THROTTLE]
-    if throttle.blocked(client):
-        return _login_page(
-            request, status=429, error="Too many failed attempts. Wait a few minutes and retry."
-        )
+    # The token is always checked: the throttle slows wrong guesses, it never refuses the
+    # right token (else anyone guessing from the operator's address locks the operator out).
+    await throttle.wait_turn()
     token = form.get("token")
     token = token.strip() if isinstance(token, str) else ""
     if not token or request.app[TOKENS].role_of(token) != "admin":
+        blocked = throttle.blocked(client)
         throttle.failed(client)
+        if blocked:
+            response = _login_page(
+                request,
+                status=429,
+                error="Too many wrong tokens from your address. Wait a few minutes and retry.",
+            )
+            response.headers["Retry-After"] = str(int(throttle.window_seconds))
+            return response
         return _login_page(request, status=401, error="That is not the admin token.")
-    throttle.succeeded(client)
     cookie, _session = signer.issue()
     next_path = form.get("next")
     response = redirect(request, safe_next(next_path if isinstance(next_path, str) else None))

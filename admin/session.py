@@ -9,6 +9,7 @@ Logging out deletes the cookie and revokes the nonce in the database
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -140,11 +141,26 @@ class Signer:
 
 @dataclass
 class LoginThrottle:
-    """Failed logins per client address within a window; beyond the limit, logins wait."""
+    """Wrong admin tokens, counted per client address and across all addresses.
+
+    Only wrong guesses are throttled; the token is always checked (in constant time) and the
+    right one always signs in, so no one can lock the operator out by guessing from the same
+    address (or from behind the same proxy). From an address with ``limit`` wrong guesses
+    within the window, further wrong guesses are answered 429. Once ``global_limit`` wrong
+    guesses from all addresses together fall within the window (guessing spread over many
+    addresses), every sign-in waits its turn and tokens are checked one per ``pace_seconds``:
+    guessing is bounded to that rate however many addresses take part, and the right token
+    still signs in, a little later. A sign-in does not clear the address's count: the guesses
+    before it may not have been the operator's.
+    """
 
     limit: int = 10
     window_seconds: float = 300.0
+    global_limit: int = 100
+    pace_seconds: float = 0.2
     failures: dict[str, deque[float]] = field(default_factory=dict)
+    everyone: deque[float] = field(default_factory=deque)
+    _gate: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def _recent(self, client: str, now: float) -> deque[float]:
         times = self.failures.setdefault(client, deque())
@@ -153,18 +169,32 @@ class LoginThrottle:
         return times
 
     def blocked(self, client: str) -> bool:
-        """Whether ``client`` has failed too often recently."""
+        """Whether ``client`` has guessed wrong too often recently."""
         blocked = len(self._recent(client, time.monotonic())) >= self.limit
         if not self.failures.get(client):
             self.failures.pop(client, None)
         return blocked
 
+    def under_attack(self) -> bool:
+        """Whether wrong guesses from all addresses together reached the global limit."""
+        now = time.monotonic()
+        while self.everyone and self.everyone[0] <= now - self.window_seconds:
+            self.everyone.popleft()
+        return len(self.everyone) >= self.global_limit
+
+    async def wait_turn(self) -> None:
+        """Before a token is checked: under attack, wait for the next paced slot."""
+        if self.under_attack():
+            async with self._gate:
+                await asyncio.sleep(self.pace_seconds)
+
     def failed(self, client: str) -> None:
-        """Count a failed login."""
+        """Count a wrong guess."""
         if len(self.failures) > 10000:
             self.failures.clear()
-        self._recent(client, time.monotonic()).append(time.monotonic())
-
-    def succeeded(self, client: str) -> None:
-        """Forget a client's failures."""
-        self.failures.pop(client, None)
+        now = time.monotonic()
+        self._recent(client, now).append(now)
+        self.everyone.append(now)
+        # Only whether the limit is reached matters: keep no more than that many.
+        while len(self.everyone) > self.global_limit:
+            self.everyone.popleft()

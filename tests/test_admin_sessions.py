@@ -14,11 +14,13 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import pytest
 from aiohttp.test_utils import TestClient
 
+from admin.keys import THROTTLE
+from admin.session import LoginThrottle
 from dispatcher.app import create_app
 from dispatcher.auth import Tokens
 from tests.conftest import make_settings
 from tests.helpers import ADMIN_TOKEN, PUBLISH_TOKEN
-from tests.test_admin import signed_in
+from tests.test_admin import login, signed_in
 
 Client = TestClient[Any, Any]
 WRONG = "wrong-token-0123456789"
@@ -176,3 +178,34 @@ async def test_an_unreachable_database_is_a_503_page_not_a_way_in(
             assert answer.content_type == "text/html"
             assert "The database is unreachable" in text
             assert answer.headers["Retry-After"]
+
+
+# --------------------------------------------------------------------------------------------
+# login throttle
+
+
+async def test_wrong_guesses_from_many_addresses_pace_every_check() -> None:
+    throttle = LoginThrottle(limit=10, global_limit=30, pace_seconds=0.05)
+    for n in range(29):
+        throttle.failed(f"198.51.100.{n}")
+    assert not throttle.under_attack()
+    throttle.failed("203.0.113.1")
+    # No single address is over its limit, but together they are guessing.
+    assert not any(throttle.blocked(f"198.51.100.{n}") for n in range(29))
+    assert throttle.under_attack()
+    # Checks are now taken one at a time, a pace apart: the second waits for the first.
+    first = asyncio.create_task(throttle.wait_turn())
+    second = asyncio.create_task(throttle.wait_turn())
+    await first
+    assert not second.done()
+    await second
+
+
+async def test_under_a_distributed_guess_the_admin_token_still_signs_in(client: Client) -> None:
+    throttle = client.app[THROTTLE]
+    for n in range(throttle.global_limit):
+        throttle.failed(f"198.51.100.{n % 250}")
+    assert throttle.under_attack()
+    assert (await login(client, WRONG)).status == 401
+    assert (await login(client, ADMIN_TOKEN)).status == 303
+    assert (await client.get("/admin/", allow_redirects=False)).status == 200
