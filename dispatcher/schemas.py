@@ -393,9 +393,10 @@ class DeliveryDetail(DeliveryOut):
 
 
 class ReplayIn(Body):
-    """``POST /v1/webhooks/{id}/replay``: re-queue deliveries with this status since a time."""
+    """``POST /v1/webhooks/{id}/replay``: re-queue deliveries with this status since a time;
+    ``missing`` creates deliveries for matching events never delivered to the webhook."""
 
-    status: Literal["failed", "cancelled", "success"] = "failed"
+    status: Literal["failed", "cancelled", "success", "missing"] = "failed"
     since: Timestamp
 
 

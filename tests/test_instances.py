@@ -1384,7 +1384,8 @@ async def insert_delivery(
     await db.execute(
         "INSERT INTO deliveries (id, event_id, webhook_id, event_type, status, attempt_count, "
         "created_at, updated_at, due_at) "
-        "VALUES ($1, $2, 'wh_retention', 'order.created', $3, 1, "
+        # One webhook per delivery: an event has at most one delivery per webhook.
+        "VALUES ($1, $2, 'wh_retention_' || $1, 'order.created', $3, 1, "
         "now() - make_interval(days => $4), now() - make_interval(days => $4), "
         "CASE WHEN $3 IN ('created', 'retrying') THEN now() + interval '1 hour' END)",
         delivery_id,

@@ -580,10 +580,6 @@ async def test_delete_cancels_unfinished_deliveries_only(
 ) -> None:
     hook = await create(client)
     keep = await create(client, name="other")
-    await db.execute(
-        "INSERT INTO events (id, type, data, occurred_at) VALUES ('evt_1', 'order.created', "
-        "'{}'::jsonb, now())"
-    )
     rows = [
         ("dlv_created", hook["id"], "created"),
         ("dlv_retrying", hook["id"], "retrying"),
@@ -592,9 +588,15 @@ async def test_delete_cancels_unfinished_deliveries_only(
         ("dlv_other", keep["id"], "created"),
     ]
     for dlv_id, webhook_id, status in rows:
+        # One event each: an event has at most one delivery per webhook.
+        await db.execute(
+            "INSERT INTO events (id, type, data, occurred_at) VALUES ($1, 'order.created', "
+            "'{}'::jsonb, now())",
+            f"evt_{dlv_id}",
+        )
         await db.execute(
             "INSERT INTO deliveries (id, event_id, webhook_id, event_type, status, "
-            "next_attempt_at) VALUES ($1, 'evt_1', $2, 'order.created', $3, now())",
+            "next_attempt_at) VALUES ($1, 'evt_' || $1, $2, 'order.created', $3, now())",
             dlv_id,
             webhook_id,
             status,

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import orjson
 from aiohttp import web
 
-from dispatcher import ids, targets
+from dispatcher import ids, missed, targets
 from dispatcher.api import deliveries as delivery_api
 from dispatcher.api.common import json_response, path_id, query_bool, query_str, read_model
 from dispatcher.app_keys import ENGINE, INGESTOR, POOL, REGISTRY, SCHEDULER, SETTINGS
@@ -246,19 +246,32 @@ async def ping_webhook(request: web.Request) -> web.Response:
 
 @routes.post("/v1/webhooks/{id}/replay")
 @operation(
-    summary="Re-queue deliveries by status since a time",
+    summary="Re-queue deliveries by status since a time, or send what was missed",
     tag="webhooks",
     body=ReplayIn,
     responses={202: CountOut},
     problems=(404,),
 )
 async def replay_webhook(request: web.Request) -> web.Response:
-    """Re-queue this webhook's deliveries with ``status`` created since ``since``."""
+    """Re-queue this webhook's deliveries with ``status`` created since ``since``;
+    ``missing`` creates deliveries for matching events it never got."""
     webhook = await existing(request)
     body = await read_model(request, ReplayIn)
-    async with request.app[POOL].acquire() as conn, conn.transaction():
-        count = await delivery_store.replay(conn, webhook["id"], body.status, body.since)
-        await notify(conn, "wake")
+    async with request.app[POOL].acquire() as conn:
+        if body.status == "missing":
+            # Batch by batch, each committed on its own: a long window is no long transaction.
+            count = await missed.replay_missing(
+                conn,
+                webhook["id"],
+                webhook["event_types"],
+                request.app[REGISTRY].disabled_types,
+                body.since,
+            )
+            await notify(conn, "wake")
+        else:
+            async with conn.transaction():
+                count = await delivery_store.replay(conn, webhook["id"], body.status, body.since)
+                await notify(conn, "wake")
     request.app[SCHEDULER].wake.set()
     return json_response({"count": count}, status=202)
 

@@ -215,3 +215,28 @@ SELECT count(*) FILTER (WHERE due_at <= now()) AS due,
            AS oldest_due_seconds
 FROM deliveries
 WHERE status IN ('created', 'retrying');
+
+-- name: events_since_page
+-- "Send what was missed", one batch: events created since $1, after the keyset ($2, $3),
+-- oldest first, $4 at a time. Only what matching needs: the type, and for operational events
+-- the webhook they are about. events_created serves the range; ties on created_at (one group
+-- commit shares it) are ordered by id in an incremental sort of at most one batch.
+SELECT e.id, e.type, e.created_at,
+       CASE WHEN starts_with(e.type, 'dispatcher.') THEN e.data ->> 'webhook_id' END AS about
+FROM events e
+WHERE e.created_at >= $1
+  AND ($2::timestamptz IS NULL OR (e.created_at, e.id) > ($2, $3))
+ORDER BY e.created_at, e.id
+LIMIT $4;
+
+-- name: insert_missing
+-- Deliveries to webhook $4 for events ($2, types $3) that have none for it yet; $1 the new
+-- ids. The unique (event_id, webhook_id) index makes a second replay create nothing. Held
+-- (due_at NULL) if the webhook is disabled; due at once otherwise, or if it was just deleted
+-- (so the orphan clean-up cancels them).
+INSERT INTO deliveries (id, event_id, webhook_id, event_type, next_attempt_at, due_at)
+SELECT m.id, m.event_id, $4, m.event_type, now(),
+       CASE WHEN coalesce((SELECT w.enabled FROM webhooks w WHERE w.id = $4), true)
+            THEN now() END
+FROM unnest($1::text[], $2::text[], $3::text[]) AS m(id, event_id, event_type)
+ON CONFLICT (event_id, webhook_id) DO NOTHING;

@@ -30,9 +30,13 @@ PATCHABLE = (
 )
 
 
+# Engine state kept on the row, not part of the webhook as the API shows it.
+INTERNAL = ("failing_since",)
+
+
 def to_api(row: asyncpg.Record) -> dict[str, Any]:
     """A webhook row as the API shows it."""
-    return dict(row)
+    return {k: v for k, v in row.items() if k not in INTERNAL}
 
 
 async def create(conn: Conn, body: WebhookCreate) -> dict[str, Any]:
