@@ -240,6 +240,40 @@ class CpuMeter:
         return cpu, 100 * cpu / wall if wall > 0 else float("nan")
 
 
+class TreeCpuMeter:
+    """CPU seconds used by a process and all its children (a Postgres server: the postmaster
+    and every backend), between start() and stop().
+
+    Children are listed at both ends; one that exits in between loses its CPU (the pool's
+    backends live for the whole run, so this undercounts only short-lived connections).
+    """
+
+    def __init__(self, root_pid: int) -> None:
+        self.root = psutil.Process(root_pid)
+        self._t0 = 0.0
+        self._cpu0: dict[int, float] = {}
+
+    def _cpu(self) -> dict[int, float]:
+        found: dict[int, float] = {}
+        with contextlib.suppress(psutil.Error):
+            for p in [self.root, *self.root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    t = p.cpu_times()
+                    found[p.pid] = t.user + t.system
+        return found
+
+    def start(self) -> TreeCpuMeter:
+        self._t0 = time.perf_counter()
+        self._cpu0 = self._cpu()
+        return self
+
+    def stop(self) -> tuple[float, float]:
+        """(CPU seconds, percent of one core over the wall time)."""
+        cpu = sum(v - self._cpu0.get(pid, 0.0) for pid, v in self._cpu().items())
+        wall = time.perf_counter() - self._t0
+        return cpu, 100 * cpu / wall if wall > 0 else float("nan")
+
+
 def bodies(size: int, event_type: str) -> Callable[[], dict[str, Any]]:
     """A factory of event bodies whose ``data`` JSON is ``size`` bytes, stamped when made."""
     import orjson
