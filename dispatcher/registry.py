@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
+import structlog
 from yarl import URL
 
+from dispatcher.event_schemas import SchemaError, TypeSchema, compile_schema
 from dispatcher.matching import Matcher
 from dispatcher.store import Executor
+from dispatcher.store import event_types as event_type_store
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +81,33 @@ def _spec(row: asyncpg.Record) -> WebhookSpec:
     )
 
 
+def _schemas(rows: list[asyncpg.Record], before: dict[str, TypeSchema]) -> dict[str, TypeSchema]:
+    """Compiled validators by type; a schema that did not change keeps its compiled one."""
+    found: dict[str, TypeSchema] = {}
+    for row in rows:
+        schema: Any = row["schema"]
+        if schema is None:
+            continue
+        old = before.get(row["name"])
+        if old is not None and old.schema == schema:
+            found[row["name"]] = old
+            continue
+        try:
+            found[row["name"]] = TypeSchema(schema, compile_schema(schema))
+        except SchemaError as exc:
+            # Checked when it was set; one written some other way is not applied.
+            log.warning("event_type_schema_unusable", event_type=row["name"], error=str(exc))
+    return found
+
+
 @dataclass
 class Registry:
-    """Webhooks by id and the catalogue's disabled event types."""
+    """Webhooks by id, the catalogue's disabled event types and its compiled schemas."""
 
     webhooks: dict[str, WebhookSpec] = field(default_factory=dict)
     disabled_types: frozenset[str] = frozenset()
+    # Types whose events' data is validated at ingestion.
+    schemas: dict[str, TypeSchema] = field(default_factory=dict)
     # Fan-out answers per event type, dropped whenever anything changes.
     _by_type: dict[str, list[WebhookSpec]] = field(default_factory=dict)
     # Webhook ids refreshed while a full load is reading (one set per load in progress).
@@ -97,7 +124,7 @@ class Registry:
         types_before = self._types_version
         try:
             rows = await conn.fetch(_WEBHOOKS_SQL + " ORDER BY w.id")
-            types = await conn.fetch("SELECT name FROM event_types WHERE NOT enabled")
+            types = await event_type_store.registry_rows(conn)
         finally:
             self._touched = [t for t in self._touched if t is not touched]
         fresh = {r["id"]: _spec(r) for r in rows}
@@ -108,7 +135,7 @@ class Registry:
                 fresh.pop(webhook_id, None)
         self.webhooks = fresh
         if self._types_version == types_before:
-            self.disabled_types = frozenset(r["name"] for r in types)
+            self._set_types(types)
         self._by_type.clear()
 
     async def refresh_webhook(self, conn: Executor, webhook_id: str) -> WebhookSpec | None:
@@ -125,11 +152,14 @@ class Registry:
         return spec
 
     async def refresh_event_types(self, conn: Executor) -> None:
-        """Re-read the catalogue's disabled types."""
-        types = await conn.fetch("SELECT name FROM event_types WHERE NOT enabled")
-        self.disabled_types = frozenset(r["name"] for r in types)
+        """Re-read the catalogue's disabled types and schemas."""
+        self._set_types(await event_type_store.registry_rows(conn))
         self._types_version += 1
         self._by_type.clear()
+
+    def _set_types(self, rows: list[asyncpg.Record]) -> None:
+        self.disabled_types = frozenset(r["name"] for r in rows if not r["enabled"])
+        self.schemas = _schemas(rows, self.schemas)
 
     def targets(self, event_type: str) -> list[WebhookSpec]:
         """Enabled webhooks that receive events of this type (none if the type is disabled)."""

@@ -277,19 +277,63 @@ class SecretOut(BaseModel):
     secret: str
 
 
+def _json_size(limit: int) -> Any:
+    def check(value: Any) -> Any:
+        from dispatcher.db import dumps_exact
+
+        if value is not None and len(dumps_exact(value).encode()) > limit:
+            raise ValueError(f"must serialize to at most {limit // 1024} KiB")
+        return value
+
+    return AfterValidator(check)
+
+
+def _a_schema(value: Any) -> Any:
+    if value is not None and not isinstance(value, (dict, bool)):
+        raise ValueError("must be a JSON Schema: an object (or true/false), or null")
+    return value
+
+
+# A draft 2020-12 JSON Schema for an event type's data (null: none). Checked as a schema by
+# the handlers (dispatcher.event_schemas.catalogue_errors), which say where inside it.
+TypeSchema = Annotated[
+    Any,
+    AfterValidator(_a_schema),
+    _json_size(64 * 1024),
+    Field(
+        alias="schema",
+        description="A JSON Schema (draft 2020-12) for the events' data; null: not validated.",
+        json_schema_extra=ANY_JSON,
+    ),
+]
+Examples = Annotated[
+    list[Any],
+    Field(
+        max_length=20,
+        description="Example data values, each valid against the schema.",
+        json_schema_extra=ANY_JSON,
+    ),
+    _json_size(256 * 1024),
+]
+
+
 class EventTypeCreate(Body):
     """``POST /v1/event-types``."""
 
     name: EventTypeName
     description: Description = ""
     enabled: bool = True
+    schema_: TypeSchema = None
+    examples: Examples = Field(default_factory=list)
 
 
 class EventTypePatch(Body):
-    """``PATCH /v1/event-types/{name}``."""
+    """``PATCH /v1/event-types/{name}``: only the fields sent change; ``schema: null`` drops it."""
 
     description: Description | None = None
     enabled: bool | None = None
+    schema_: TypeSchema = None
+    examples: Examples | None = None
 
 
 class EventType(BaseModel):
@@ -298,6 +342,8 @@ class EventType(BaseModel):
     name: str
     description: str
     enabled: bool
+    schema_: Any = Field(alias="schema", json_schema_extra=ANY_JSON)
+    examples: list[Any] = Field(json_schema_extra=ANY_JSON)
     created_at: datetime
     updated_at: datetime
 

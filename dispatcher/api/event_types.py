@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from dispatcher.api.common import json_response, read_model
 from dispatcher.app_keys import POOL, REGISTRY
+from dispatcher.event_schemas import catalogue_errors
 from dispatcher.matching import name_problem
 from dispatcher.openapi import PAGINATION, operation
 from dispatcher.pagination import page_body, page_from_query
-from dispatcher.problems import Problem, not_found
+from dispatcher.problems import Problem, not_found, validation_failed
 from dispatcher.schemas import EventType, EventTypeCreate, EventTypePage, EventTypePatch
+from dispatcher.store import Conn
 from dispatcher.store import event_types as store
 
 routes = web.RouteTableDef()
@@ -19,6 +23,29 @@ routes = web.RouteTableDef()
 async def changed(request: web.Request) -> None:
     """Apply a catalogue change to this instance at once (others learn it through NOTIFY)."""
     await request.app[REGISTRY].refresh_event_types(request.app[POOL])
+
+
+def check_schema(body: EventTypeCreate | EventTypePatch, stored: dict[str, Any] | None) -> None:
+    """422 unless the schema (as sent, or as stored) is valid and the examples match it."""
+    sent = body.model_fields_set
+    schema = body.schema_ if "schema_" in sent or stored is None else stored["schema"]
+    examples = body.examples if "examples" in sent or stored is None else stored["examples"]
+    if "examples" in sent and body.examples is None:
+        raise validation_failed([{"field": "examples", "message": "must be a list, not null"}])
+    errors = catalogue_errors(schema, examples or [])
+    if errors:
+        raise validation_failed(errors)
+
+
+async def update(conn: Conn, name: str, body: EventTypePatch) -> dict[str, Any] | None:
+    """Apply a PATCH once it is checked against what is stored (None: no such type)."""
+    async with conn.transaction():
+        stored = await store.get_for_update(conn, name)
+        if stored is None:
+            return None
+        if body.model_fields_set & {"schema_", "examples"}:
+            check_schema(body, stored)
+        return await store.update(conn, name, body)
 
 
 def _name(request: web.Request) -> str:
@@ -39,6 +66,7 @@ def _name(request: web.Request) -> str:
 async def create_event_type(request: web.Request) -> web.Response:
     """Register an event type (409 if the name exists)."""
     body = await read_model(request, EventTypeCreate)
+    check_schema(body, None)
     async with request.app[POOL].acquire() as conn:
         row = await store.create(conn, body)
     if row is None:
@@ -78,11 +106,11 @@ async def get_event_type(request: web.Request) -> web.Response:
     problems=(404,),
 )
 async def patch_event_type(request: web.Request) -> web.Response:
-    """Change the description or the enabled flag."""
+    """Change the description, the enabled flag, the schema or the examples."""
     name = _name(request)
     body = await read_model(request, EventTypePatch)
     async with request.app[POOL].acquire() as conn:
-        row = await store.update(conn, name, body)
+        row = await update(conn, name, body)
     if row is None:
         raise not_found("Event type", name)
     await changed(request)

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from dispatcher import ids
 from dispatcher.api.common import json_response, path_id, query_str, read_json
+from dispatcher.api.event_data import check_data
 from dispatcher.app_keys import INGESTOR, POOL, SETTINGS
 from dispatcher.ingest import NewEvent
 from dispatcher.matching import name_problem
@@ -79,6 +80,7 @@ async def publish(request: web.Request) -> web.Response:
     _check_enabled(request)
     max_bytes = request.app[SETTINGS].max_payload_bytes
     event = EventIn.model_validate(await read_json(request, max_bytes))
+    check_data(request, [event])
     [answer] = await request.app[INGESTOR].submit([to_new_event(event, max_bytes)])
     return json_response(answer.as_dict(), status=202)
 
@@ -97,6 +99,7 @@ async def publish_batch(request: web.Request) -> web.Response:
     max_bytes = request.app[SETTINGS].max_payload_bytes
     raw = await read_json(request, min(BATCH_MAX_BYTES, max_bytes * 1000))
     batch = EventBatchIn.model_validate(raw)
+    check_data(request, batch.events, batch=True)
     events = [
         to_new_event(e, max_bytes, field=f"events[{i}].data") for i, e in enumerate(batch.events)
     ]
