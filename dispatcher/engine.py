@@ -514,6 +514,7 @@ class Engine:
             if earliest is not None:
                 self.retry_written(earliest)
         if self.publisher is not None:
+            self.publisher.failures.observe(batch, self.settings.failure_window_seconds)
             from dispatcher.operational import DELIVERY_FAILED, PREFIX
 
             # Announced once the failure is committed, so the API already says "failed".

@@ -1,9 +1,11 @@
 """Operational events: Dispatcher's own events, delivered like any other.
 
-``dispatcher.webhook.disabled`` (auto, gone) and ``dispatcher.delivery.failed`` (a delivery
-that ran out of retries) go to webhooks that subscribe to them, so operators can be paged by
-webhook. They never go to the webhook they are about, and a failed delivery of an operational
-event publishes nothing, so they cannot loop.
+``dispatcher.webhook.disabled`` (auto, gone), ``dispatcher.webhook.failing`` and
+``dispatcher.webhook.recovered`` (once per failing episode, see :mod:`dispatcher.failing`) and
+``dispatcher.delivery.failed`` (a delivery that ran out of retries) go to webhooks that
+subscribe to them, so operators can be paged by webhook. They never go to the webhook they
+are about, and a failed delivery of an operational event publishes nothing, so they cannot
+loop.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import structlog
 
 from dispatcher import ids
 from dispatcher.db import DB_UNAVAILABLE
+from dispatcher.failing import FailureWatch
 from dispatcher.fanout import Routing
 from dispatcher.ingest import Ingestor, NewEvent
 
@@ -43,6 +46,8 @@ class Publisher:
         self._pending: list[NewEvent] = []
         self._flusher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # Told of every committed batch of outcomes (by the engine).
+        self.failures = FailureWatch(ingestor.pool, ingestor.registry, self.publish)
 
     def publish(self, event_type: str, data: dict[str, Any], about_webhook: str) -> None:
         """Queue one operational event about ``about_webhook`` (never delivered to it)."""
@@ -91,6 +96,7 @@ class Publisher:
 
     async def drain(self) -> None:
         """Commit what is queued now and wait for queued publications (shutdown)."""
+        await self.failures.drain()
         if self._flusher is not None:
             self._flusher.cancel()  # its finally flushes at once
             await asyncio.wait([self._flusher], timeout=1)

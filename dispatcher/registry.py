@@ -41,6 +41,8 @@ class WebhookSpec:
     secrets: tuple[tuple[str, datetime | None], ...] = ()
     # The URL parsed once, not on every attempt.
     target: URL = field(default_factory=lambda: URL())
+    # Set while its attempts are failing (dispatcher.webhook.failing was published).
+    failing_since: datetime | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", URL(self.url))
@@ -78,6 +80,7 @@ def _spec(row: asyncpg.Record) -> WebhookSpec:
         rate_limit_per_second=row["rate_limit_per_second"],
         max_in_flight=row["max_in_flight"],
         secrets=tuple(secrets),
+        failing_since=row["failing_since"],
     )
 
 
