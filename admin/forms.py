@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from admin.render import pretty_json
 from dispatcher.problems import validation_problem
 
 M = TypeVar("M", bound=BaseModel)
@@ -99,7 +100,8 @@ def webhook_values_of(webhook: Mapping[str, Any]) -> dict[str, Any]:
         "event_types": "\n".join(webhook["event_types"]),
         "description": webhook.get("description") or "",
         "headers": "\n".join(f"{k}: {v}" for k, v in (webhook.get("headers") or {}).items()),
-        "metadata": json.dumps(metadata, indent=2, ensure_ascii=False) if metadata else "",
+        # pretty_json also writes what json.dumps cannot: rows stored before the depth cap.
+        "metadata": pretty_json(metadata) if metadata else "",
         "include_payload": bool(webhook.get("include_payload", True)),
         "enabled": bool(webhook.get("enabled", True)),
         "secret": "",

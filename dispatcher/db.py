@@ -19,6 +19,8 @@ from typing import Any
 import asyncpg
 import orjson
 
+from dispatcher import nesting
+
 # A deadlock or serialization failure: the statement was undone, and the same one, tried again,
 # succeeds. (Not all of SQLSTATE class 40: a deferred constraint failing at commit fails every
 # time.)
@@ -72,7 +74,11 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     """Per-connection setup: json/jsonb travel as Python values through orjson."""
     for typ in ("json", "jsonb"):
         await conn.set_type_codec(
-            typ, encoder=_dumps, decoder=orjson.loads, schema="pg_catalog", format="text"
+            typ,
+            encoder=_dumps,
+            decoder=nesting.loads_stored,
+            schema="pg_catalog",
+            format="text",
         )
 
 

@@ -15,6 +15,7 @@ import os
 import secrets
 import socket
 import time
+import traceback
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -337,8 +338,15 @@ class Engine:
         started = time.monotonic()
         try:
             await self._send(spec, job)
-        except Exception:
-            log.exception("attempt_crashed", delivery_id=job.delivery_id)
+        except Exception as exc:
+            # Not log.exception: the exception's text may carry the URL's path or query.
+            log.error(
+                "attempt_crashed",
+                delivery_id=job.delivery_id,
+                webhook_id=spec.id,
+                error=sender.describe_error(exc, spec.target),
+                traceback=sender.scrub("".join(traceback.format_exception(exc)), spec.target),
+            )
         finally:
             self._finished(lane, time.monotonic() - started)
 
@@ -451,9 +459,9 @@ class Engine:
         }
         code = result.status_code
         if code is not None and code < 500 and code not in (408, 429) and not 200 <= code < 300:
-            log.warning(
-                "delivery_rejected", response_body=(result.response_body or "")[:1024], **fields
-            )
+            # A receiver's error page may quote the request line ("Cannot POST /hooks/…").
+            shown = sender.scrub(result.response_body or "", spec.target)[:1024]
+            log.warning("delivery_rejected", response_body=shown, **fields)
         elif status == "failed":
             log.warning("delivery_failed", **fields)
         else:

@@ -7,9 +7,10 @@ naming the field instead of being ignored.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -24,7 +25,7 @@ from pydantic import (
 )
 from yarl import URL
 
-from dispatcher import matching, signing
+from dispatcher import matching, nesting, signing
 
 # Marks a field whose value is free JSON, stored as json (which, unlike text, keeps \u0000).
 ANY_JSON: dict[str, Any] = {"x-any-json": True}
@@ -161,27 +162,46 @@ EventId = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0
 
 
 def _nul_path(value: Any, path: str) -> str | None:
-    """The path of the first string (or key) containing NUL, which Postgres cannot store."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            sub = f"{path}.{key}" if path else str(key)
-            if isinstance(key, str) and "\x00" in key:
-                return sub
-            found = _nul_path(item, sub)
-            if found:
-                return found
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found = _nul_path(item, f"{path}[{i}]")
-            if found:
-                return found
+    """The path of the first string (or key) containing NUL, which Postgres cannot store.
+
+    Iterative (depth-first, in document order): a value nested a thousand levels deep must
+    get its 422, not exhaust the stack.
+    """
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return where
+        elif isinstance(item, dict):
+            children: list[tuple[Any, str]] = []
+            for key, child in item.items():
+                sub = f"{where}.{key}" if where else str(key)
+                if isinstance(key, str) and "\x00" in key:
+                    return sub
+                children.append((child, sub))
+            stack.extend(reversed(children))
+        elif isinstance(item, list):
+            stack.extend((item[i], f"{where}[{i}]") for i in reversed(range(len(item))))
     return None
 
 
+def _holds_models(annotation: Any) -> bool:
+    """Whether a field's type contains request models (``list[EventIn]``): those are checked
+    for depth field by field, where the error can name ``events[3].data``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_holds_models(arg) for arg in get_args(annotation))
+
+
+@functools.cache
+def _field_holds_models(model: type[BaseModel], name: str) -> bool:
+    return _holds_models(model.model_fields[name].annotation)
+
+
 class Body(BaseModel):
-    """Base for request bodies: strict types, unknown fields rejected, no NUL characters."""
+    """Base for request bodies: strict types, unknown fields rejected, no NUL characters, no
+    value nested deeper than :data:`dispatcher.nesting.MAX_JSON_DEPTH`."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
 
@@ -189,6 +209,12 @@ class Body(BaseModel):
     @classmethod
     def _no_nul(cls, value: Any, info: ValidationInfo) -> Any:
         field = cls.model_fields.get(info.field_name or "")
+        if (
+            field is not None
+            and not _field_holds_models(cls, info.field_name or "")
+            and nesting.deeper_than(value, nesting.MAX_JSON_DEPTH)
+        ):
+            raise ValueError(nesting.too_deep())
         if field is not None and field.json_schema_extra == ANY_JSON:
             return value
         path = _nul_path(value, "")

@@ -4,10 +4,14 @@ One shared aiohttp ``ClientSession`` serves every delivery: keep-alive connectio
 connection cap (the engine limits concurrency), a DNS cache, and a resolver that refuses
 private addresses after DNS unless ``DISPATCHER_ALLOW_PRIVATE_TARGETS``, so rebinding a name
 after registration cannot reach the inside network. Redirects are never followed.
+
+An attempt's error text names the host, never the URL's path, query or credentials (a Slack
+style hook carries its secret there): it is stored, shown by the API and logged.
 """
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -23,6 +27,45 @@ from dispatcher import __version__, signing, targets
 
 USER_AGENT = f"Dispatcher/{__version__}"
 RESPONSE_BODY_LIMIT = 4096
+
+
+# Anything URL-shaped in an error text: kept up to the host, the rest (path, query) dropped,
+# and credentials before an "@" too.
+_URL_IN_TEXT = re.compile(
+    r"(?i)\b([a-z][a-z0-9+.-]*://)(?:[^\s/?#@'\"<>]*@)?([^\s/?#'\"<>]*)[^\s'\"<>]*"
+)
+ERROR_LIMIT = 500
+
+
+def host_of(url: URL) -> str:
+    """``host`` or ``host:port`` of ``url``, what an error may name."""
+    host = url.host or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{url.explicit_port}" if url.explicit_port is not None else host
+
+
+def scrub(text: str, url: URL) -> str:
+    """``text`` without ``url``'s path, query or credentials, nor any other URL's."""
+    text = _URL_IN_TEXT.sub(r"\1\2", text)
+    # The parts also appear bare: "Cannot POST /hooks/T0/secret" from a receiver.
+    parts = {url.raw_path_qs, url.path_qs, url.raw_query_string, url.query_string}
+    if url.path != "/":
+        parts |= {url.raw_path, url.path}
+    parts |= {p for p in (url.raw_user, url.raw_password, url.user, url.password) if p}
+    # Shorter bare fragments ("/", "a=1") are no secret, and replacing them would garble.
+    for part in sorted((p for p in parts if len(p) >= 3), key=len, reverse=True):
+        text = text.replace(part, "/[redacted]" if part.startswith("/") else "[redacted]")
+    return text
+
+
+def describe_error(exc: BaseException, url: URL) -> str:
+    """A one-line error text: the exception's type and message, naming only the host."""
+    # ClientResponseError's str() carries url='...'; its message alone does not.
+    detail = exc.message if isinstance(exc, aiohttp.ClientResponseError) else str(exc)
+    detail = " ".join(str(detail).split())
+    text = f"{type(exc).__name__} from {host_of(url)}" + (f": {detail}" if detail else "")
+    return scrub(text, url)[:ERROR_LIMIT]
 
 
 class BlockedTarget(OSError):
@@ -141,15 +184,16 @@ async def send(
             raw = await resp.content.read(RESPONSE_BODY_LIMIT)
             text = raw.decode("utf-8", "replace").replace("\x00", "")
     except BlockedTarget as exc:
-        kind, error = "blocked", f"blocked: {exc}"
+        kind, error = "blocked", scrub(f"blocked: {exc}", url)
     except aiohttp.ClientConnectorDNSError as exc:
         if isinstance(exc.os_error, BlockedTarget):
-            kind, error = "blocked", f"blocked: {exc.os_error}"
+            kind, error = "blocked", scrub(f"blocked: {exc.os_error}", url)
         else:
-            kind, error = "connection", f"DNS lookup failed: {exc.os_error}"
+            error = scrub(f"DNS lookup failed for {host_of(url)}: {exc.os_error}", url)
+            kind = "connection"
     except TimeoutError:
-        kind, error = "timeout", f"timed out after {timeout:g}s"
+        kind, error = "timeout", f"timed out after {timeout:g}s waiting for {host_of(url)}"
     except (aiohttp.ClientError, OSError, ValueError) as exc:
-        kind, error = "connection", f"{type(exc).__name__}: {exc}"[:500]
+        kind, error = "connection", describe_error(exc, url)
     duration_ms = (time.perf_counter() - t0) * 1000
     return AttemptResult(started_at, duration_ms, status, text, error, kind, retry_after)

@@ -29,7 +29,7 @@ import asyncpg
 import orjson
 from pydantic import Field, ValidationError, model_validator
 
-from dispatcher import __version__, db, migrate
+from dispatcher import __version__, db, migrate, nesting
 from dispatcher.problems import validation_problem
 from dispatcher.schemas import EventTypeCreate, Timestamp, WebhookCreate
 from dispatcher.store import Conn, notify
@@ -172,6 +172,13 @@ def parse(raw: bytes | str) -> Document:
         raise TransferError(f"the file is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise TransferError("the file must hold a JSON object with 'webhooks' and 'event_types'")
+    limit = nesting.MAX_BODY_DEPTH
+    if nesting.text_deeper_than(raw, limit) and nesting.deeper_than(data, limit):
+        # Each record's values are capped at MAX_JSON_DEPTH (and named) by validation below.
+        raise TransferError(
+            f"the file nests more than {limit} levels deep; a value such as a webhook's "
+            f"metadata may nest at most {nesting.MAX_JSON_DEPTH}"
+        )
     problems: list[str] = []
     unknown = sorted(set(data) - TOP_LEVEL)
     if unknown:

@@ -10,6 +10,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel
 
+from dispatcher import nesting
 from dispatcher.problems import Problem, invalid, not_found
 
 M = TypeVar("M", bound=BaseModel)
@@ -21,8 +22,17 @@ _ID = re.compile(r"^[A-Za-z0-9_.:~-]{1,255}$")
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
-    """Serialize with orjson."""
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+    """Serialize with orjson; the stdlib for what orjson cannot write.
+
+    The answer to a change is built after its commit, so it must not fail: stored JSON too
+    deep for orjson arrives as raw text (see :mod:`dispatcher.nesting`), and anything else
+    orjson refuses is written by the stdlib, which escapes what UTF-8 cannot carry.
+    """
+    try:
+        body = orjson.dumps(data)
+    except orjson.JSONEncodeError:
+        body = json.dumps(data, default=str).encode()
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 async def read_json(request: web.Request, max_bytes: int = 1024 * 1024) -> Any:
@@ -47,10 +57,30 @@ async def read_json(request: web.Request, max_bytes: int = 1024 * 1024) -> Any:
     try:
         if _LONG_NUMBER.search(body):
             # orjson cannot hold integers beyond 64 bits; the stdlib keeps them exact.
-            return json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
-        return orjson.loads(body)
+            value = json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
+        else:
+            value = orjson.loads(body)
     except (orjson.JSONDecodeError, ValueError, RecursionError) as exc:
         raise Problem(400, f"The body is not valid JSON: {exc}", slug="malformed") from None
+    # The models cap each value at MAX_JSON_DEPTH and name the field; this bounds what any
+    # handler (and the models' own walk) is handed at all.
+    limit = nesting.MAX_BODY_DEPTH
+    if nesting.text_deeper_than(body, limit) and nesting.deeper_than(value, limit):
+        raise too_deep_body(value)
+    return value
+
+
+def too_deep_body(value: Any) -> Problem:
+    """The 422 for a document nested deeper than ``MAX_BODY_DEPTH``, naming its top field."""
+    limit = nesting.MAX_BODY_DEPTH
+    field = "body"
+    if isinstance(value, dict):
+        field = next((k for k, v in value.items() if nesting.deeper_than(v, limit - 1)), field)
+    message = (
+        f"nests more than {limit} levels deep; a value (such as data or metadata) may nest "
+        f"at most {nesting.MAX_JSON_DEPTH}"
+    )
+    return invalid(field, message, f"The body nests more than {limit} levels deep.")
 
 
 def _reject_constant(name: str) -> Any:
