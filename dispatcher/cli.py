@@ -62,14 +62,18 @@ def _settings(
 
 
 @contextlib.contextmanager
-def database(settings: Settings) -> Iterator[str]:
-    """The DSN to use: the configured one, or an embedded Postgres started for the duration."""
+def database(settings: Settings, *, supervise: bool = False) -> Iterator[str]:
+    """The DSN to use: the configured one, or an embedded Postgres started for the duration
+    (with ``supervise``, started again whenever it dies, for as long as the block runs)."""
     if settings.database_url:
         yield settings.database_url
         return
     embedded = EmbeddedPostgres(settings.data_dir)
     try:
-        yield embedded.start()
+        dsn = embedded.start()
+        if supervise:
+            embedded.supervise()
+        yield dsn
     finally:
         embedded.stop()
 
@@ -110,7 +114,8 @@ def serve(
         assert settings.database_url and settings.admin_token
         _run_server(settings, settings.database_url, settings.admin_token, reuse_port=True)
         return
-    with database(settings) as dsn:
+    # This process owns the embedded server (workers only get its DSN), so it supervises it.
+    with database(settings, supervise=True) as dsn:
         loop = uvloop.new_event_loop()
         loop.run_until_complete(migrate.migrate_dsn(dsn))
         logs.flush()  # with several workers this loop closes and the supervisor logs no more

