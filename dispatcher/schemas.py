@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -157,7 +157,17 @@ def _timestamp_text(value: Any) -> Any:
     return value
 
 
-Timestamp = Annotated[AwareDatetime, Strict(False), BeforeValidator(_timestamp_text)]
+def _utc(value: datetime) -> datetime:
+    # Stored and compared as UTC; 0001-01-01T00:00:00+14:00 has no UTC form a datetime holds.
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range: in UTC it must fall within the years 1 to 9999") from None
+
+
+Timestamp = Annotated[
+    AwareDatetime, Strict(False), BeforeValidator(_timestamp_text), AfterValidator(_utc)
+]
 EventId = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:~-]+$")]
 
 
