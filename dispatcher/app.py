@@ -22,6 +22,7 @@ from dispatcher.api import deliveries, event_types, events, health, webhooks
 from dispatcher.app_keys import (
     DSN,
     ENGINE,
+    INGEST_BUDGET,
     INGESTOR,
     LISTENER,
     POOL,
@@ -31,6 +32,7 @@ from dispatcher.app_keys import (
     TOKENS,
 )
 from dispatcher.auth import Tokens, auth_middleware
+from dispatcher.budget import ByteBudget
 from dispatcher.config import Settings
 from dispatcher.engine import Engine
 from dispatcher.ingest import Ingestor
@@ -158,6 +160,7 @@ def create_app(settings: Settings, dsn: str, tokens: Tokens) -> web.Application:
     app[SETTINGS] = settings
     app[DSN] = dsn
     app[TOKENS] = tokens
+    app[INGEST_BUDGET] = ByteBudget(settings.ingest_memory_bytes)
     app.cleanup_ctx.append(_pool_ctx)
     app.cleanup_ctx.append(_engine_ctx)
     for module in (health, webhooks, event_types, events, deliveries):

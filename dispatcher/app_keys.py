@@ -6,6 +6,7 @@ import asyncpg
 from aiohttp import web
 
 from dispatcher.auth import Tokens
+from dispatcher.budget import ByteBudget
 from dispatcher.config import Settings
 from dispatcher.engine import Engine
 from dispatcher.ingest import Ingestor
@@ -22,3 +23,5 @@ ENGINE = web.AppKey("engine", Engine)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 LISTENER = web.AppKey("listener", Listener)
+# Request-body bytes ingestion holds at once in this process (DISPATCHER_INGEST_MEMORY_BYTES).
+INGEST_BUDGET = web.AppKey("ingest_budget", ByteBudget)

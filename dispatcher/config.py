@@ -15,7 +15,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 PREFIX = "DISPATCHER_"
 
@@ -41,6 +48,8 @@ class Settings(BaseModel):
     publish_tokens: tuple[str, ...] = ()
     events_enabled: bool = True
     max_payload_bytes: int = Field(524288, ge=1024, le=64 * 1024 * 1024)
+    max_batch_bytes: int = Field(16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    ingest_memory_bytes: int = Field(32 * 1024 * 1024, ge=1024, le=16 * 1024 * 1024 * 1024)
     max_retries: int = Field(8, ge=0, le=100)
     retry_base_seconds: float = Field(5.0, gt=0, le=86400)
     retry_max_delay_seconds: float = Field(4 * 3600.0, gt=0, le=7 * 86400)
@@ -77,6 +86,23 @@ class Settings(BaseModel):
     def _not_zero(cls, value: int) -> int:
         if value == 0:
             raise ValueError("must be a positive number, or -1 to never disable")
+        return value
+
+    # Fields are validated in order, so each of these sees the one it must not be below.
+    @field_validator("max_batch_bytes")
+    @classmethod
+    def _batch_holds_an_event(cls, value: int, info: ValidationInfo) -> int:
+        payload = info.data.get("max_payload_bytes")
+        if payload is not None and value < payload:
+            raise ValueError(f"must be at least DISPATCHER_MAX_PAYLOAD_BYTES ({payload})")
+        return value
+
+    @field_validator("ingest_memory_bytes")
+    @classmethod
+    def _budget_holds_a_batch(cls, value: int, info: ValidationInfo) -> int:
+        batch = info.data.get("max_batch_bytes")
+        if batch is not None and value < batch:
+            raise ValueError(f"must be at least DISPATCHER_MAX_BATCH_BYTES ({batch})")
         return value
 
     @field_validator("database_url", "admin_token", mode="before")

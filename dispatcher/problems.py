@@ -110,11 +110,13 @@ def not_found(what: str, ident: str) -> Problem:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def unavailable(detail: str, retry_after: int = 1) -> Problem:
+    """A 503: nothing was changed; the client may simply try again after ``Retry-After``."""
+    return Problem(503, detail, slug="unavailable", headers={"Retry-After": str(retry_after)})
+
+
 def _unavailable(detail: str, retry_after: int = 1) -> web.Response:
-    # Nothing was changed; the client may simply try again after Retry-After seconds.
-    return Problem(
-        503, detail, slug="unavailable", headers={"Retry-After": str(retry_after)}
-    ).response()
+    return unavailable(detail, retry_after).response()
 
 
 @web.middleware

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import orjson
@@ -35,10 +36,21 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=body, status=status, content_type="application/json")
 
 
-async def read_json(request: web.Request, max_bytes: int = 1024 * 1024) -> Any:
-    """The request body parsed as JSON; 413 when too big, 400 when not JSON."""
+async def read_json(
+    request: web.Request,
+    max_bytes: int = 1024 * 1024,
+    reserve: Callable[[int], None] | None = None,
+) -> Any:
+    """The request body parsed as JSON; 413 when too big, 400 when not JSON.
+
+    ``reserve(n)``, if given, is told how many bytes the body will hold before they are
+    buffered: the Content-Length first, then the running total whenever it grows (chunked
+    or decompressed bodies). It raises to refuse the request.
+    """
     if request.content_length is not None and request.content_length > max_bytes:
         raise Problem(413, f"The body is larger than {max_bytes} bytes.", slug="too-large")
+    if reserve is not None and request.content_length is not None:
+        reserve(request.content_length)
     # Read in chunks and stop as soon as the limit is passed: a chunked upload without a
     # Content-Length is never buffered beyond the limit.
     chunks: list[bytes] = []
@@ -50,6 +62,8 @@ async def read_json(request: web.Request, max_bytes: int = 1024 * 1024) -> Any:
         size += len(chunk)
         if size > max_bytes:
             raise Problem(413, f"The body is larger than {max_bytes} bytes.", slug="too-large")
+        if reserve is not None:
+            reserve(size)
         chunks.append(chunk)
     body = b"".join(chunks)
     if not body.strip():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,12 +13,13 @@ from aiohttp import web
 from dispatcher import ids
 from dispatcher.api.common import json_response, path_id, query_str, read_json
 from dispatcher.api.event_data import check_data
-from dispatcher.app_keys import INGESTOR, POOL, SETTINGS
+from dispatcher.app_keys import INGEST_BUDGET, INGESTOR, POOL, SETTINGS
+from dispatcher.budget import Reservation
 from dispatcher.ingest import NewEvent
 from dispatcher.matching import name_problem
 from dispatcher.openapi import PAGINATION, STR, Param, operation
 from dispatcher.pagination import encode_cursor, page_from_query
-from dispatcher.problems import Problem, invalid, not_found
+from dispatcher.problems import Problem, invalid, not_found, unavailable
 from dispatcher.schemas import (
     EventAccepted,
     EventBatchAccepted,
@@ -30,8 +32,6 @@ from dispatcher.store.events import Q
 
 routes = web.RouteTableDef()
 
-BATCH_MAX_BYTES = 64 * 1024 * 1024
-
 
 def _check_enabled(request: web.Request) -> None:
     if not request.app[SETTINGS].events_enabled:
@@ -41,6 +41,19 @@ def _check_enabled(request: web.Request) -> None:
             slug="ingestion-disabled",
             headers={"Retry-After": "60"},
         )
+
+
+def _reserver(held: Reservation) -> Callable[[int], None]:
+    """``read_json``'s ``reserve``: a 503 when the process's ingestion budget is spent."""
+
+    def reserve(total: int) -> None:
+        if not held.cover(total):
+            raise unavailable(
+                "Ingestion is already holding as many request bytes as it may "
+                "(DISPATCHER_INGEST_MEMORY_BYTES); try again shortly."
+            )
+
+    return reserve
 
 
 def to_new_event(event: EventIn, max_bytes: int, field: str = "data") -> NewEvent:
@@ -79,9 +92,11 @@ async def publish(request: web.Request) -> web.Response:
     """Accept one event: 202 once it and its deliveries are committed."""
     _check_enabled(request)
     max_bytes = request.app[SETTINGS].max_payload_bytes
-    event = EventIn.model_validate(await read_json(request, max_bytes))
-    check_data(request, [event])
-    [answer] = await request.app[INGESTOR].submit([to_new_event(event, max_bytes)])
+    # The body's bytes count against the budget until the event is committed or refused.
+    with request.app[INGEST_BUDGET].reservation() as held:
+        event = EventIn.model_validate(await read_json(request, max_bytes, _reserver(held)))
+        check_data(request, [event])
+        [answer] = await request.app[INGESTOR].submit([to_new_event(event, max_bytes)])
     return json_response(answer.as_dict(), status=202)
 
 
@@ -96,14 +111,20 @@ async def publish(request: web.Request) -> web.Response:
 async def publish_batch(request: web.Request) -> web.Response:
     """Accept up to 1,000 events in one request; one answer per event, in order."""
     _check_enabled(request)
-    max_bytes = request.app[SETTINGS].max_payload_bytes
-    raw = await read_json(request, min(BATCH_MAX_BYTES, max_bytes * 1000))
-    batch = EventBatchIn.model_validate(raw)
-    check_data(request, batch.events, batch=True)
-    events = [
-        to_new_event(e, max_bytes, field=f"events[{i}].data") for i, e in enumerate(batch.events)
-    ]
-    answers = await request.app[INGESTOR].submit(events)
+    settings = request.app[SETTINGS]
+    max_bytes = settings.max_payload_bytes
+    with request.app[INGEST_BUDGET].reservation() as held:
+        raw = await read_json(request, settings.max_batch_bytes, _reserver(held))
+        batch = EventBatchIn.model_validate(raw)
+        check_data(request, batch.events, batch=True)
+        events = [
+            to_new_event(e, max_bytes, field=f"events[{i}].data")
+            for i, e in enumerate(batch.events)
+        ]
+        # Serialized now: the parsed objects (several times the body's size) need not live
+        # through the commit.
+        del raw, batch
+        answers = await request.app[INGESTOR].submit(events)
     return json_response({"data": [a.as_dict() for a in answers]}, status=202)
 
 
