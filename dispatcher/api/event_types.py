@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from dispatcher import catalogue
 from dispatcher.api.common import json_response, read_model
 from dispatcher.app_keys import POOL, REGISTRY
 from dispatcher.event_schemas import catalogue_errors
@@ -129,3 +130,15 @@ async def delete_event_type(request: web.Request) -> web.Response:
             raise not_found("Event type", name)
     await changed(request)
     return web.Response(status=204)
+
+
+@routes.get("/v1/catalogue")
+@operation(
+    summary="The event catalogue as an OpenAPI 3.1 document (one webhooks entry per type)",
+    tag="event-types",
+    responses={200: catalogue.CatalogueDocument},
+)
+async def get_catalogue(request: web.Request) -> web.Response:
+    """What receivers get, type by type: generate types from it. Any token but a publish one."""
+    rows = await store.catalogue_rows(request.app[POOL])
+    return json_response(catalogue.build(rows))
