@@ -17,6 +17,7 @@ from yarl import URL
 
 from dispatcher.event_schemas import SchemaError, TypeSchema, compile_schema
 from dispatcher.matching import Matcher
+from dispatcher.schemas import RESERVED_HEADERS
 from dispatcher.store import Executor
 from dispatcher.store import event_types as event_type_store
 
@@ -73,7 +74,12 @@ def _spec(row: asyncpg.Record) -> WebhookSpec:
         url=row["url"],
         matcher=Matcher.compile(row["event_types"]),
         enabled=row["enabled"],
-        headers=tuple((str(k), str(v)) for k, v in row["headers"].items()),
+        # A reserved name stored before it was reserved (svix-*) must not reach the receiver.
+        headers=tuple(
+            (str(k), str(v))
+            for k, v in row["headers"].items()
+            if str(k).lower() not in RESERVED_HEADERS
+        ),
         include_payload=row["include_payload"],
         max_retries=row["max_retries"],
         timeout_seconds=row["timeout_seconds"],
