@@ -20,7 +20,7 @@ from admin.session import SESSION_COOKIE
 from dispatcher.app_keys import POOL
 from dispatcher.db import DB_UNAVAILABLE
 from dispatcher.ingest import NotRunning
-from dispatcher.problems import Handler, Problem
+from dispatcher.problems import Handler, Problem, unreadable_body
 from dispatcher.store import console_sessions
 
 log = structlog.get_logger("dispatcher.admin")
@@ -126,6 +126,9 @@ async def _gated(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except Problem as problem:
         return error_page(request, problem.status, problem.title, problem.detail)
+    except web.RequestPayloadError as exc:
+        # Labelled gzip but not gzip, and the like: the sender's error, not ours.
+        return error_page(request, 400, "The form could not be read", unreadable_body(exc).detail)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

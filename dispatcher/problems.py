@@ -109,6 +109,34 @@ def not_found(what: str, ident: str) -> Problem:
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# Content codings a request body may carry (what aiohttp decodes); others get 415.
+BODY_ENCODINGS = ("identity", "gzip", "deflate")
+
+
+def unreadable_body(exc: BaseException) -> Problem:
+    """The 400 for a body aiohttp could not decode (labelled gzip but not gzip, bad chunks)."""
+    # aiohttp's RequestPayloadError wraps the parser's error, whose .message says what failed.
+    reason = getattr(exc.__cause__, "message", None) or str(exc)
+    return Problem(400, f"The body could not be read: {reason}.", slug="malformed")
+
+
+def unsupported_encoding(encoding: str) -> Problem | None:
+    """A 415 for a ``Content-Encoding`` the server does not decode, else None.
+
+    aiohttp passes a coding it does not know (``x-gzip``, ``gzip, gzip``, ``foo``) through
+    undecoded; read as JSON, such a body would be misread rather than refused.
+    """
+    coding = encoding.strip().lower()
+    if not coding or coding in BODY_ENCODINGS:
+        return None
+    return Problem(
+        415,
+        f"Content-Encoding {encoding[:50]!r} is not supported; send the body as it is, "
+        "or compressed with gzip or deflate.",
+        slug="unsupported-encoding",
+        headers={"Accept-Encoding": ", ".join(BODY_ENCODINGS)},
+    )
+
 
 def unavailable(detail: str, retry_after: int = 1) -> Problem:
     """A 503: nothing was changed; the client may simply try again after ``Retry-After``."""
@@ -128,6 +156,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return p.response()
     except ValidationError as exc:
         return validation_problem(exc).response()
+    except web.RequestPayloadError as exc:
+        # A body that could not be read as sent, e.g. by request.post(): the client's error.
+        return unreadable_body(exc).response()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

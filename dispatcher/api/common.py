@@ -8,11 +8,17 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 from pydantic import BaseModel
 
 from dispatcher import nesting
-from dispatcher.problems import Problem, invalid, not_found
+from dispatcher.problems import (
+    Problem,
+    invalid,
+    not_found,
+    unreadable_body,
+    unsupported_encoding,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -51,12 +57,18 @@ async def read_json(
         raise Problem(413, f"The body is larger than {max_bytes} bytes.", slug="too-large")
     if reserve is not None and request.content_length is not None:
         reserve(request.content_length)
+    refused = unsupported_encoding(request.headers.get(hdrs.CONTENT_ENCODING, ""))
+    if refused is not None:
+        raise refused
     # Read in chunks and stop as soon as the limit is passed: a chunked upload without a
     # Content-Length is never buffered beyond the limit.
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk = await request.content.read(65536)
+        try:
+            chunk = await request.content.read(65536)
+        except web.RequestPayloadError as exc:
+            raise unreadable_body(exc) from None
         if not chunk:
             break
         size += len(chunk)
