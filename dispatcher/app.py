@@ -18,7 +18,7 @@ from aiohttp import web
 
 import admin
 from dispatcher import db, metrics, migrate, openapi, retention
-from dispatcher.api import deliveries, event_types, events, health, webhooks
+from dispatcher.api import deliveries, event_types, events, health, send_test, webhooks
 from dispatcher.app_keys import (
     DSN,
     ENGINE,
@@ -163,7 +163,7 @@ def create_app(settings: Settings, dsn: str, tokens: Tokens) -> web.Application:
     app[INGEST_BUDGET] = ByteBudget(settings.ingest_memory_bytes)
     app.cleanup_ctx.append(_pool_ctx)
     app.cleanup_ctx.append(_engine_ctx)
-    for module in (health, webhooks, event_types, events, deliveries):
+    for module in (health, webhooks, send_test, event_types, events, deliveries):
         app.add_routes(module.routes)
     app.router.add_get("/metrics", metrics.handler)
     app.router.add_get("/v1/openapi.json", openapi.handler)

@@ -388,6 +388,17 @@ class EventType(BaseModel):
     updated_at: datetime
 
 
+class SendTestIn(Body):
+    """``POST /v1/webhooks/{id}/test``: one event of this type; ``data`` or the first example."""
+
+    event_type: EventTypeName
+    data: Any = Field(
+        None,
+        description="The event's data; absent: the type's first example.",
+        json_schema_extra=ANY_JSON,
+    )
+
+
 class ProblemOut(BaseModel):
     """RFC 9457 problem details."""
 
