@@ -27,6 +27,18 @@ def name_problem(name: str) -> str | None:
     return None
 
 
+def reserved_problem(name: str) -> str | None:
+    """Why a producer may not publish or register ``name``, or None.
+
+    ``dispatcher.*`` belongs to Dispatcher: an event of that type reaches the operators'
+    subscribers signed like a real one, so only Dispatcher itself may create them. Any case:
+    ``Dispatcher.webhook.disabled`` would read the same to a person.
+    """
+    if name[: len(OPERATIONAL_PREFIX)].lower() == OPERATIONAL_PREFIX:
+        return f"the '{OPERATIONAL_PREFIX}' namespace is reserved for Dispatcher's own events"
+    return None
+
+
 def pattern_problem(pattern: str) -> str | None:
     """Why ``pattern`` is not a valid subscription pattern, or None."""
     if len(pattern) > MAX_NAME:

@@ -154,6 +154,17 @@ MaxInFlight = Annotated[int, Field(ge=1, le=100000)]
 EventTypeName = Annotated[str, AfterValidator(_check_name)]
 
 
+def _not_reserved(value: str) -> str:
+    problem = matching.reserved_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+# What producers publish and register: any name outside Dispatcher's own ``dispatcher.*``.
+ProducerTypeName = Annotated[EventTypeName, AfterValidator(_not_reserved)]
+
+
 # Timestamps arrive as RFC 3339 strings, so this field alone is not strict.
 def _timestamp_text(value: Any) -> Any:
     if not isinstance(value, (str, datetime)):
@@ -360,7 +371,7 @@ Examples = Annotated[
 class EventTypeCreate(Body):
     """``POST /v1/event-types``."""
 
-    name: EventTypeName
+    name: ProducerTypeName
     description: Description = ""
     enabled: bool = True
     schema_: TypeSchema = None
@@ -412,7 +423,7 @@ class ProblemOut(BaseModel):
 class EventIn(Body):
     """One event to publish. ``id`` is the idempotency key; one is generated if absent."""
 
-    type: EventTypeName
+    type: ProducerTypeName
     data: Any = Field(
         ..., description="Any JSON value; sent to receivers as is.", json_schema_extra=ANY_JSON
     )
