@@ -75,3 +75,12 @@ def event_id() -> str:
 def delivery_id() -> str:
     """A new delivery id."""
     return new_id("dlv")
+
+
+def time_bound(prefix: str, at_ms: int) -> str:
+    """The smallest id with ``prefix`` made at or after ``at_ms`` (unix milliseconds).
+
+    Ids sort by creation time, so ``id >= time_bound(p, t)`` selects those made since ``t``
+    through the id index alone.
+    """
+    return f"{prefix}_{_encode_time(max(0, min(at_ms, (1 << 48) - 1)))}{'0' * 16}"

@@ -46,8 +46,13 @@ async def replay_missing(
     since: datetime,
     *,
     batch: int = BATCH,
+    dry_run: bool = False,
 ) -> int:
-    """Create the webhook's missing deliveries for events since ``since``; return how many."""
+    """Create the webhook's missing deliveries for events since ``since``; return how many.
+
+    With ``dry_run`` nothing is created: the answer is how many would be (the console's
+    preview).
+    """
     matcher = Matcher.compile(event_types)
     created = 0
     after: tuple[datetime, str] | None = None
@@ -67,7 +72,11 @@ async def replay_missing(
             for r in rows
             if wanted(webhook_id, matcher, disabled_types, r["type"], r["about"])
         ]
-        if chosen:
+        if chosen and dry_run:
+            created += await conn.fetchval(
+                Q["count_missing"], [event_id for event_id, _ in chosen], webhook_id
+            )
+        elif chosen:
             result = await conn.execute(
                 Q["insert_missing"],
                 [ids.delivery_id() for _ in chosen],

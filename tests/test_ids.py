@@ -38,3 +38,11 @@ def test_ids_made_in_different_milliseconds_sort_by_time() -> None:
     second = ids.webhook_id()
     assert first < second
     assert ULID.from_str(first[3:]).timestamp < ULID.from_str(second[3:]).timestamp
+
+
+def test_time_bound_orders_ids_by_creation_time() -> None:
+    before = time.time_ns() // 1_000_000
+    made = ids.delivery_id()
+    after = time.time_ns() // 1_000_000
+    assert ids.time_bound("dlv", before) <= made < ids.time_bound("dlv", after + 1)
+    assert ids.time_bound("dlv", -5) == "dlv_" + "0" * 26

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -89,3 +90,58 @@ async def hold(conn: Conn, webhook_id: str) -> None:
 async def resume(conn: Conn, webhook_id: str) -> None:
     """A webhook was enabled: its held deliveries come due."""
     await conn.execute(Q["resume_webhook"], webhook_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """The console's delivery filters; None means any. ``from_id``/``to_id`` bound the
+    creation time as ids (see :func:`dispatcher.ids.time_bound`)."""
+
+    webhook_id: str | None = None
+    event_id: str | None = None
+    status: str | None = None
+    event_type: str | None = None
+    from_id: str | None = None
+    to_id: str | None = None
+
+    def args(self) -> tuple[str | None, ...]:
+        """The statement parameters $2-$7 of the console's queries."""
+        return (
+            self.webhook_id,
+            self.event_id,
+            self.status,
+            self.event_type,
+            self.from_id,
+            self.to_id,
+        )
+
+
+async def filtered_page(
+    conn: Executor, where: Filter, *, after: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """Newest first, filtered (the console's log)."""
+    rows = await conn.fetch(Q["console_deliveries"], after, *where.args(), limit)
+    return [to_api(r) for r in rows]
+
+
+async def bulk_ids(
+    conn: Executor, where: Filter, action: str, *, after: str | None, limit: int
+) -> list[str]:
+    """Ids of the filtered deliveries that ``action`` ('retry' or 'cancel') applies to."""
+    rows = await conn.fetch(Q["console_bulk_page"], after, *where.args(), action, limit)
+    return [r["id"] for r in rows]
+
+
+async def retry_many(conn: Executor, delivery_ids: list[str]) -> int:
+    """Manual retry of many deliveries; returns how many changed."""
+    return int((await conn.execute(Q["retry_many"], delivery_ids)).split()[-1])
+
+
+async def cancel_many(conn: Executor, delivery_ids: list[str]) -> list[str]:
+    """Cancel many waiting deliveries; returns the ids that changed."""
+    return [r["id"] for r in await conn.fetch(Q["cancel_many"], delivery_ids)]
+
+
+async def count_replay(conn: Executor, webhook_id: str, status: str, since: datetime) -> int:
+    """How many deliveries :func:`replay` would re-queue now."""
+    return int(await conn.fetchval(Q["count_replay"], webhook_id, status, since) or 0)

@@ -240,3 +240,74 @@ SELECT m.id, m.event_id, $4, m.event_type, now(),
             THEN now() END
 FROM unnest($1::text[], $2::text[], $3::text[]) AS m(id, event_id, event_type)
 ON CONFLICT (event_id, webhook_id) DO NOTHING;
+
+-- name: console_deliveries
+-- The console's log: newest first, after cursor $1, filtered by webhook $2, event $3,
+-- status $4, event type $5, and a creation range as id bounds [$6, $7) (ids sort by creation
+-- time, see ids.time_bound). Every filter is "column = x ORDER BY id" on an index of
+-- (column, id) (webhook, status, event type, event), or the primary key for the range alone;
+-- custom plans (db.py) drop the unused tests.
+SELECT * FROM deliveries
+WHERE ($1::text IS NULL OR id < $1)
+  AND ($2::text IS NULL OR webhook_id = $2)
+  AND ($3::text IS NULL OR event_id = $3)
+  AND ($4::text IS NULL OR status = $4)
+  AND ($5::text IS NULL OR event_type = $5)
+  AND ($6::text IS NULL OR id >= $6)
+  AND ($7::text IS NULL OR id < $7)
+ORDER BY id DESC
+LIMIT $8;
+
+-- name: console_bulk_page
+-- One batch of a bulk action over the console's filters ($2-$7 as console_deliveries), after
+-- keyset $1 (newest first), only deliveries the action applies to: $8 'retry' (anything but a
+-- success, of a webhook that still exists) or 'cancel' (unfinished). Batches of $9 ids keep
+-- each statement and its locks small; the keyset never revisits a row, so a retried row
+-- (still not a success) is not picked again.
+SELECT d.id FROM deliveries d
+WHERE ($1::text IS NULL OR d.id < $1)
+  AND ($2::text IS NULL OR d.webhook_id = $2)
+  AND ($3::text IS NULL OR d.event_id = $3)
+  AND ($4::text IS NULL OR d.status = $4)
+  AND ($5::text IS NULL OR d.event_type = $5)
+  AND ($6::text IS NULL OR d.id >= $6)
+  AND ($7::text IS NULL OR d.id < $7)
+  AND CASE WHEN $8 = 'retry'
+           THEN d.status <> 'success'
+                AND EXISTS (SELECT 1 FROM webhooks w WHERE w.id = d.webhook_id)
+           ELSE d.status IN ('created', 'retrying') END
+ORDER BY d.id DESC
+LIMIT $9;
+
+-- name: retry_many
+-- Manual retry of the deliveries $1, as retry_delivery does for one.
+UPDATE deliveries d
+SET status = 'retrying',
+    next_attempt_at = now(),
+    lease_owner = NULL,
+    lease_until = NULL,
+    due_at = CASE WHEN (SELECT w.enabled FROM webhooks w WHERE w.id = d.webhook_id) THEN now()
+             END,
+    requeued_at = now(),
+    attempts_base = d.attempt_count,
+    updated_at = now()
+WHERE d.id = ANY($1::text[]) AND d.status <> 'success'
+  AND EXISTS (SELECT 1 FROM webhooks w WHERE w.id = d.webhook_id);
+
+-- name: cancel_many
+-- Cancel the waiting deliveries among $1, as cancel_delivery does for one.
+UPDATE deliveries
+SET status = 'cancelled', next_attempt_at = NULL, due_at = NULL, lease_owner = NULL,
+    lease_until = NULL, updated_at = now()
+WHERE id = ANY($1::text[]) AND status IN ('created', 'retrying')
+RETURNING id;
+
+-- name: count_replay
+-- How many deliveries replay_webhook would re-queue (the console's preview).
+SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND status = $2 AND created_at >= $3;
+
+-- name: count_missing
+-- How many of the events $1 have no delivery to webhook $2 yet (the preview of insert_missing;
+-- the unique (event_id, webhook_id) index answers each).
+SELECT count(*) FROM unnest($1::text[]) AS m(event_id)
+WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = m.event_id AND d.webhook_id = $2);

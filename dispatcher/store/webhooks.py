@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -245,3 +246,11 @@ async def import_one(
     if outcome != "unchanged":
         await notify(conn, "webhook", id=webhook_id)
     return outcome
+
+
+async def secrets_on_record(
+    conn: Executor, webhook_id: str
+) -> list[tuple[str, datetime, datetime | None]]:
+    """``(secret, created_at, expires_at)`` of every stored secret, newest first."""
+    rows = await conn.fetch(Q["secrets_on_record"], webhook_id)
+    return [(r["secret"], r["created_at"], r["expires_at"]) for r in rows]

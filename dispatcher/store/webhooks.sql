@@ -129,3 +129,8 @@ UPDATE webhooks
 SET enabled = false, disabled_reason = $2, disabled_at = now(), updated_at = now()
 WHERE id = $1 AND enabled
 RETURNING *;
+
+-- name: secrets_on_record
+-- Every secret still stored for a webhook, newest first, with when it started and stopped
+-- signing (the console rebuilds an attempt's signature only when it knows which signed it).
+SELECT secret, created_at, expires_at FROM webhook_secrets WHERE webhook_id = $1 ORDER BY id DESC;
