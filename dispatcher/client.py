@@ -210,8 +210,14 @@ class EventType(TypedDict):
     name: str
     description: str
     enabled: bool
+    schema: Any
+    examples: list[Any]
     created_at: str
     updated_at: str
+
+
+# "Not given": the data of a test event may be null, which is not the same as absent.
+_ABSENT: Any = object()
 
 
 # --------------------------------------------------------------------------------------------
@@ -644,6 +650,17 @@ class AsyncClient:
         got = await self.request("POST", f"/webhooks/{_seg(webhook_id)}/ping", idempotent=False)
         return cast(EventAccepted, got)
 
+    async def send_test(
+        self, webhook_id: str, event_type: str, data: Any = _ABSENT
+    ) -> EventAccepted:
+        """Send one event of ``event_type`` to this webhook only: ``data``, or else the type's
+        first example."""
+        body: dict[str, Any] = {"event_type": event_type}
+        if data is not _ABSENT:
+            body["data"] = data
+        path = f"/webhooks/{_seg(webhook_id)}/test"
+        return cast(EventAccepted, await self.request("POST", path, body=body, idempotent=False))
+
     async def replay(
         self,
         webhook_id: str,
@@ -701,24 +718,52 @@ class AsyncClient:
         return cast(EventType, await self.request("GET", f"/event-types/{_seg(name)}"))
 
     async def create_event_type(
-        self, name: str, description: str = "", enabled: bool = True
+        self,
+        name: str,
+        description: str = "",
+        enabled: bool = True,
+        *,
+        schema: Any = None,
+        examples: Sequence[Any] = (),
     ) -> EventType:
-        """Register an event type (409 if it exists)."""
-        body = {"name": name, "description": description, "enabled": enabled}
+        """Register an event type (409 if it exists), optionally with a JSON Schema for its
+        data and examples (422 if the schema is invalid or an example breaks it)."""
+        body: dict[str, Any] = {"name": name, "description": description, "enabled": enabled}
+        if schema is not None:
+            body["schema"] = schema
+        if examples:
+            body["examples"] = list(examples)
         got = await self.request("POST", "/event-types", body=body, idempotent=False)
         return cast(EventType, got)
 
     async def update_event_type(
-        self, name: str, *, description: str | None = None, enabled: bool | None = None
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        enabled: bool | None = None,
+        schema: Any = None,
+        examples: Sequence[Any] | None = None,
+        remove_schema: bool = False,
     ) -> EventType:
-        """Change an event type's description and/or enabled flag."""
+        """Change an event type: only what is given changes (``remove_schema`` drops it)."""
         body: dict[str, Any] = {}
         if description is not None:
             body["description"] = description
         if enabled is not None:
             body["enabled"] = enabled
+        if remove_schema:
+            body["schema"] = None
+        elif schema is not None:
+            body["schema"] = schema
+        if examples is not None:
+            body["examples"] = list(examples)
         got = await self.request("PATCH", f"/event-types/{_seg(name)}", body=body)
         return cast(EventType, got)
+
+    async def catalogue(self) -> dict[str, Any]:
+        """``GET /v1/catalogue``: the enabled event types as an OpenAPI 3.1 document."""
+        return cast(dict[str, Any], await self.request("GET", "/catalogue"))
 
     async def delete_event_type(self, name: str) -> None:
         """Remove an event type from the catalogue."""
@@ -920,6 +965,11 @@ class Client:
         """Send a ``webhook.ping`` event to this webhook only."""
         return self._run(self._async.ping(webhook_id))
 
+    def send_test(self, webhook_id: str, event_type: str, data: Any = _ABSENT) -> EventAccepted:
+        """Send one event of ``event_type`` to this webhook only: ``data``, or else the type's
+        first example."""
+        return self._run(self._async.send_test(webhook_id, event_type, data))
+
     def replay(
         self,
         webhook_id: str,
@@ -972,18 +1022,47 @@ class Client:
         return self._run(self._async.get_event_type(name))
 
     def create_event_type(
-        self, name: str, description: str = "", enabled: bool = True
+        self,
+        name: str,
+        description: str = "",
+        enabled: bool = True,
+        *,
+        schema: Any = None,
+        examples: Sequence[Any] = (),
     ) -> EventType:
-        """Register an event type (409 if it exists)."""
-        return self._run(self._async.create_event_type(name, description, enabled))
+        """Register an event type (409 if it exists), optionally with a JSON Schema for its
+        data and examples (422 if the schema is invalid or an example breaks it)."""
+        return self._run(
+            self._async.create_event_type(
+                name, description, enabled, schema=schema, examples=examples
+            )
+        )
 
     def update_event_type(
-        self, name: str, *, description: str | None = None, enabled: bool | None = None
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        enabled: bool | None = None,
+        schema: Any = None,
+        examples: Sequence[Any] | None = None,
+        remove_schema: bool = False,
     ) -> EventType:
-        """Change an event type's description and/or enabled flag."""
+        """Change an event type: only what is given changes (``remove_schema`` drops it)."""
         return self._run(
-            self._async.update_event_type(name, description=description, enabled=enabled)
+            self._async.update_event_type(
+                name,
+                description=description,
+                enabled=enabled,
+                schema=schema,
+                examples=examples,
+                remove_schema=remove_schema,
+            )
         )
+
+    def catalogue(self) -> dict[str, Any]:
+        """``GET /v1/catalogue``: the enabled event types as an OpenAPI 3.1 document."""
+        return self._run(self._async.catalogue())
 
     def delete_event_type(self, name: str) -> None:
         """Remove an event type from the catalogue."""
