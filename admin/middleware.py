@@ -20,7 +20,7 @@ from admin.session import SESSION_COOKIE
 from dispatcher.app_keys import POOL
 from dispatcher.db import DB_UNAVAILABLE
 from dispatcher.ingest import NotRunning
-from dispatcher.problems import Handler, Problem, unreadable_body
+from dispatcher.problems import Handler, Problem, client_gone, disconnected, unreadable_body
 from dispatcher.store import console_sessions
 
 log = structlog.get_logger("dispatcher.admin")
@@ -144,6 +144,8 @@ async def _gated(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 def _unavailable(request: web.Request, exc: BaseException) -> web.Response:
     """The 503 page for a console that is starting or cannot reach its database."""
+    if client_gone(request):  # a form upload cut short, not a database outage
+        return disconnected(request)
     if isinstance(exc, NotRunning | asyncpg.UndefinedTableError):
         log.warning("admin_not_ready", error=str(exc), path=request.path)
         return error_page(request, 503, "Not ready", "Dispatcher is starting; try again shortly.")

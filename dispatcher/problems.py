@@ -109,6 +109,27 @@ def not_found(what: str, ident: str) -> Problem:
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# The status logged for a request whose client left before it was answered (nginx's
+# "client closed request"). It is never sent: there is no one to send it to.
+CLIENT_CLOSED = 499
+
+
+class ClientDisconnected(Exception):
+    """The client went away while its request body was being read."""
+
+
+def client_gone(request: web.Request) -> bool:
+    """Whether the client's connection is closed already (aiohttp drops it on disconnect)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def disconnected(request: web.Request) -> web.Response:
+    """Log a client abort; the answer is only for the access log, it cannot reach anyone."""
+    log.info("client_disconnected", method=request.method, path=request.path)
+    return web.Response(status=CLIENT_CLOSED)
+
+
 # Content codings a request body may carry (what aiohttp decodes); others get 415.
 BODY_ENCODINGS = ("identity", "gzip", "deflate")
 
@@ -181,7 +202,12 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return _unavailable(
             "The database undid this request because of a conflicting one; try again."
         )
+    except ClientDisconnected:
+        return disconnected(request)
     except DB_UNAVAILABLE as exc:
+        # A body read cut short raises ConnectionResetError, an OSError like a lost database.
+        if client_gone(request):
+            return disconnected(request)
         log.warning("database_unavailable", error=str(exc), path=request.path)
         return _unavailable("The database is unreachable; try again shortly.")
     except Exception:

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import io
 import zlib
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
 import asyncpg
 import orjson
 import pytest
+from aiohttp import web
 from svix.webhooks import Webhook as SvixWebhook
 
+from dispatcher import logs
+from dispatcher.app import create_app
 from dispatcher.app_keys import POOL, REGISTRY
-from tests.helpers import ADMIN, PUBLISHER, webhook_body
+from dispatcher.auth import Tokens
+from dispatcher.config import Settings
+from tests.helpers import ADMIN, ADMIN_TOKEN, PUBLISH_TOKEN, PUBLISHER, webhook_body
 from tests.test_admin import signed_in
 
 # Valid RFC 3339, but with no UTC form a datetime (years 1 to 9999) can hold.
@@ -185,3 +193,81 @@ async def test_a_console_form_not_encoded_as_labelled_is_a_400_page(
     )
     assert resp.status == 400, await resp.text()
     assert await db.fetchval("SELECT count(*) FROM webhooks") == 0
+
+
+async def hang_up_mid_body(port: int, path: str, headers: dict[str, str]) -> None:
+    """Send the headers and part of a body, then close the connection."""
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    writer.write(head.encode() + b"\r\n" + b'{"type": "order.cr')
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
+@pytest.fixture
+async def served(settings: Settings, db: asyncpg.Connection) -> AsyncIterator[int]:
+    """The app served as ``dispatcher serve`` serves it; the port.
+
+    aiohttp's test server cancels a handler whose client disconnects; ``run_app`` does not,
+    so the handler sees the aborted body read, as in production.
+    """
+    app = create_app(settings, settings.database_url or "", Tokens(ADMIN_TOKEN, (PUBLISH_TOKEN,)))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+class LogLines:
+    """The JSON log lines this process writes from now on, as they arrive."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        assert logs._buffer is not None, "the tests log JSON lines"
+        logs.flush()
+        self.out = io.BytesIO()
+        monkeypatch.setattr(logs._buffer, "_out", self.out)
+
+    async def wait_for(self, event: str, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Every line so far, once one is ``event`` (info lines are written in batches)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            lines = [orjson.loads(ln) for ln in self.out.getvalue().splitlines()]
+            if any(line.get("event") == event for line in lines):
+                return lines
+            assert asyncio.get_running_loop().time() < deadline, f"no {event} in {lines}"
+            await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/v1/events", {**PUBLISHER, "Content-Type": "application/json"}),
+        ("/v1/webhooks", {**ADMIN, "Content-Type": "application/json"}),
+        ("/admin/login", {"Content-Type": "application/x-www-form-urlencoded"}),
+    ],
+)
+async def test_a_client_that_hangs_up_mid_body_is_a_client_abort(
+    served: int,
+    db: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+    headers: dict[str, str],
+) -> None:
+    log = LogLines(monkeypatch)
+    await hang_up_mid_body(served, path, headers)
+    lines = await log.wait_for("client_disconnected")
+    [abort] = [line for line in lines if line["event"] == "client_disconnected"]
+    assert abort["level"] == "info" and abort["path"] == path
+    if path.startswith("/v1/"):
+        lines = await log.wait_for("api_request")
+        [logged] = [line for line in lines if line["event"] == "api_request"]
+        assert logged["status"] == 499  # nginx's "client closed request", not a 503
+    events = {line["event"] for line in lines}
+    assert not events & {"database_unavailable", "admin_database_unavailable", "unhandled_error"}
+    assert await db.fetchval("SELECT count(*) FROM events") == 0

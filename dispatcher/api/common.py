@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from dispatcher import nesting
 from dispatcher.problems import (
+    ClientDisconnected,
     Problem,
     invalid,
     not_found,
@@ -69,6 +70,8 @@ async def read_json(
             chunk = await request.content.read(65536)
         except web.RequestPayloadError as exc:
             raise unreadable_body(exc) from None
+        except ConnectionError:
+            raise ClientDisconnected from None
         if not chunk:
             break
         size += len(chunk)
