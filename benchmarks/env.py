@@ -197,6 +197,7 @@ class Env:
         query: str = "",
         timeout_seconds: float | None = None,
         concurrency: int = 16,
+        max_in_flight: int | None = None,
         receiver: Receiver | None = None,
     ) -> list[str]:
         """Register one webhook per name, pointing at ``/hook/{name}{query}``; their ids."""
@@ -211,6 +212,8 @@ class Env:
             }
             if timeout_seconds is not None:
                 body["timeout_seconds"] = timeout_seconds
+            if max_in_flight is not None:
+                body["max_in_flight"] = max_in_flight
             ids[i] = (await self.api("POST", "/v1/webhooks", body))["id"]
 
         it = iter(range(len(names)))

@@ -55,6 +55,9 @@ class Settings(BaseModel):
     retry_max_delay_seconds: float = Field(4 * 3600.0, gt=0, le=7 * 86400)
     max_age_seconds: float = Field(864000.0, gt=0)
     delivery_timeout_seconds: float = Field(15.0, gt=0, le=300)
+    # Attempts in flight to one webhook from one process: 100 still carries 1,000 deliveries/s
+    # to a 100 ms endpoint, and is as many connections as a hung endpoint is ever held open.
+    max_in_flight_per_webhook: int = Field(100, ge=1, le=100000)
     failures_before_disable: int = Field(50, ge=-1)
     failure_window_seconds: float = Field(10.0, gt=0, le=86400)
     allow_private_targets: bool = False

@@ -52,6 +52,11 @@ OWN_SHARE = 4.0
 # No lane takes more than this share of the global in-flight cap: a hung endpoint (every
 # attempt waits for its timeout) must leave room for the others.
 LANE_SHARE = 4
+# A lane's recent attempts (moving average of their share) that time out: above GROWTH_STOP
+# it does not grow, above SHRINK_AT it halves toward MIN_LIMIT. Until its endpoint answers
+# again, more connections to it only pile up, and its owner sees them as an attack.
+TIMEOUTS_GROWTH_STOP = 0.05
+TIMEOUTS_SHRINK_AT = 0.5
 LANE_QUEUE_LIMIT = 5_000
 # A failed release only logs: the stray check (or, after a stop, the reaper) retries it.
 _RELEASE_TROUBLE: tuple[type[BaseException], ...] = (asyncpg.PostgresError, *DB_UNAVAILABLE)
@@ -80,6 +85,7 @@ class Lane:
     limit: int = MIN_LIMIT
     completed_at: float = field(default_factory=time.monotonic)
     latency: float = 0.0  # moving average of attempt durations, seconds
+    timeouts: float = 0.0  # moving average of the share of attempts that timed out
 
 
 class Engine:
@@ -99,6 +105,8 @@ class Engine:
         self.registry = registry
         self.owner = owner or instance_id()
         self.global_in_flight = global_in_flight
+        # A webhook's in-flight cap when its own max_in_flight is null.
+        self.webhook_in_flight = settings.max_in_flight_per_webhook
         self.policy = retry.RetryPolicy(
             max_retries=settings.max_retries,
             base_seconds=settings.retry_base_seconds,
@@ -273,11 +281,12 @@ class Engine:
             self._return_queue(lane)
             return
         rate = spec.rate_limit_per_second
+        cap = self.webhook_in_flight if spec.max_in_flight is None else spec.max_in_flight
         while lane.queue:
             if self.in_flight >= self.global_in_flight:
                 self._waiting_for_global.add(lane.webhook_id)
                 return
-            if spec.max_in_flight is not None and lane.in_flight >= spec.max_in_flight:
+            if lane.in_flight >= cap:
                 return
             if lane.in_flight >= lane.limit:
                 return  # the tuner raises the limit if this endpoint is slow
@@ -316,9 +325,10 @@ class Engine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _finished(self, lane: Lane, duration: float) -> None:
+    def _finished(self, lane: Lane, duration: float, timed_out: bool) -> None:
         now = time.monotonic()
         lane.latency = duration if lane.latency == 0.0 else 0.8 * lane.latency + 0.2 * duration
+        lane.timeouts = 0.8 * lane.timeouts + (0.2 if timed_out else 0.0)
         lane.completed_at = now
         lane.in_flight -= 1
         self.in_flight -= 1
@@ -336,8 +346,9 @@ class Engine:
 
     async def _attempt(self, lane: Lane, spec: WebhookSpec, job: Job) -> None:
         started = time.monotonic()
+        timed_out = False
         try:
-            await self._send(spec, job)
+            timed_out = await self._send(spec, job)
         except Exception as exc:
             # Not log.exception: the exception's text may carry the URL's path or query.
             log.error(
@@ -348,7 +359,7 @@ class Engine:
                 traceback=sender.scrub("".join(traceback.format_exception(exc)), spec.target),
             )
         finally:
-            self._finished(lane, time.monotonic() - started)
+            self._finished(lane, time.monotonic() - started, timed_out)
 
     async def _tune(self) -> None:
         """Every tick: measure the event loop's lag, publish the gauges, retune the lanes."""
@@ -373,23 +384,35 @@ class Engine:
         its endpoint is slow (attempts take longer than SLOW_ATTEMPT and several loop lags,
         or nothing finished for a tick). A fast endpoint's lane shrinks back toward
         MIN_LIMIT when the loop is saturated: then fewer connections deliver more.
+
+        Never past the webhook's in-flight cap; and a lane whose attempts time out does not
+        grow (a hung endpoint is "slow" and "stalled" too), and halves while most do.
         """
         lag = self.loop_lag
         busy = lag > LOOP_BUSY
+        lane_share = max(MIN_LIMIT, self.global_in_flight // LANE_SHARE)
         for lane in list(self.lanes.values()):
+            if lane.timeouts > TIMEOUTS_SHRINK_AT:
+                lane.limit = max(MIN_LIMIT, lane.limit // 2)
+                continue
             if not lane.queue or lane.in_flight < lane.limit:
+                continue
+            if lane.timeouts > TIMEOUTS_GROWTH_STOP:
                 continue
             stalled = now - lane.completed_at > TUNE_INTERVAL + 2 * lag
             slow = lane.latency > SLOW_ATTEMPT
             if stalled or not busy or (slow and lane.latency > OWN_SHARE * lag):
-                lane.limit = min(
-                    lane.limit * 2, max(MIN_LIMIT, self.global_in_flight // LANE_SHARE)
-                )
-                self._pump(lane)
+                spec = self.registry.webhooks.get(lane.webhook_id)
+                own = spec.max_in_flight if spec is not None else None
+                cap = min(lane_share, self.webhook_in_flight if own is None else own)
+                if lane.limit < cap:
+                    lane.limit = min(lane.limit * 2, cap)
+                    self._pump(lane)
             elif not slow and lane.limit > MIN_LIMIT:
                 lane.limit = max(MIN_LIMIT, lane.limit * 3 // 4)
 
-    async def _send(self, spec: WebhookSpec, job: Job) -> None:
+    async def _send(self, spec: WebhookSpec, job: Job) -> bool:
+        """Make one attempt and hand its outcome on; whether it timed out."""
         assert self._session is not None
         settings = self.settings
         body = job.payload.envelope(spec.include_payload)
@@ -468,6 +491,7 @@ class Engine:
             log.info("delivery_attempt", **fields)
         if decision.disable_gone:
             self._disable_gone(spec.id)
+        return result.error_kind == "timeout"
 
     def _disable_gone(self, webhook_id: str) -> None:
         if webhook_id in self._gone_tasks:

@@ -1,8 +1,10 @@
 """concurrency: 10,000 deliveries to a receiver that takes 2 s to answer each.
 
 1,000 events x 10 webhooks whose URL carries ``?delay=2``; all events are published at once
-(10 batches of 100, concurrently). Completion is when all 10,000 are ``success`` in the
-database; with every delivery in flight at once the floor is a little over 2 s. The
+(10 batches of 100, concurrently). The webhooks' ``max_in_flight`` is 1,000, above the
+default per-webhook cap (DISPATCHER_MAX_IN_FLIGHT_PER_WEBHOOK, 100), so all can be in
+flight. Completion is when all 10,000 are ``success`` in the database; with every delivery
+in flight at once the floor is a little over 2 s. The
 Dispatcher process's resident memory is sampled every 100 ms (psutil) for the peak.
 
 A bare aiohttp client first sends the same 10,000 slow requests to the
@@ -51,7 +53,10 @@ async def run(ctx: Context) -> Result:
     total = WEBHOOKS * EVENTS
     bare = await bare_client(ctx, total)
     await env.create_webhooks(
-        [f"slow{i}" for i in range(WEBHOOKS)], "bench.concurrency", query=f"?delay={DELAY_S:g}"
+        [f"slow{i}" for i in range(WEBHOOKS)],
+        "bench.concurrency",
+        query=f"?delay={DELAY_S:g}",
+        max_in_flight=EVENTS,
     )
     make = bodies(PAYLOAD_BYTES, "bench.concurrency")
     batches = [[make() for _ in range(100)] for _ in range(EVENTS // 100)]
