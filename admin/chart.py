@@ -1,6 +1,7 @@
-"""Geometry of the overview's bar chart, drawn by the template as inline SVG.
+"""Geometry of the console's charts, drawn by the templates as inline SVG.
 
-One stacked bar per minute over the last hour: successful attempts below, failed above.
+Stacked bars per time bucket (successful attempts below, failed above: the overview's last
+hour, a webhook's last hour or day) and latency percentile lines per bucket.
 Pure functions of the data, so the page needs no JavaScript and no external assets.
 """
 
@@ -55,6 +56,8 @@ class Chart:
     succeeded: int
     failed: int
     peak: int
+    per: str = "minute"
+    span: str = "the last hour"
 
     @property
     def empty(self) -> bool:
@@ -65,7 +68,7 @@ class Chart:
     def summary(self) -> str:
         """A text alternative for screen readers."""
         return (
-            f"Attempts per minute over the last hour: {self.succeeded} succeeded, "
+            f"Attempts per {self.per} over {self.span}: {self.succeeded} succeeded, "
             f"{self.failed} failed, at most {self.peak} in one minute."
         )
 
@@ -84,25 +87,47 @@ def minute_chart(
     rows: list[tuple[datetime, int, int]], now: datetime | None = None, minutes: int = 60
 ) -> Chart:
     """Lay out ``(minute, succeeded, failed)`` rows as one bar per minute ending now."""
-    now = (now or datetime.now(UTC)).astimezone(UTC).replace(second=0, microsecond=0)
-    start = now - timedelta(minutes=minutes - 1)
+    return bar_chart(rows, now, slots=minutes, step=timedelta(minutes=1))
+
+
+def _floor(at: datetime, step: timedelta) -> datetime:
+    """``at`` rounded down to a multiple of ``step`` since the epoch (UTC)."""
+    seconds = step.total_seconds()
+    epoch = at.astimezone(UTC).timestamp()
+    return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
+
+
+def bar_chart(
+    rows: list[tuple[datetime, int, int]],
+    now: datetime | None = None,
+    *,
+    slots: int,
+    step: timedelta,
+    span: str = "the last hour",
+) -> Chart:
+    """Lay out ``(bucket start, succeeded, failed)`` rows as ``slots`` bars of ``step`` each,
+    the last one holding now."""
+    now = _floor(now or datetime.now(UTC), step)
+    start = now - step * (slots - 1)
     counts: dict[datetime, tuple[int, int]] = {}
-    for minute, ok, failed in rows:
-        key = minute.astimezone(UTC).replace(second=0, microsecond=0)
+    for at, ok, failed in rows:
+        key = _floor(at, step)
         if start <= key <= now:
-            counts[key] = (ok, failed)
+            before = counts.get(key, (0, 0))
+            counts[key] = (before[0] + ok, before[1] + failed)
     peak = max((ok + failed for ok, failed in counts.values()), default=0)
-    step = nice_step(peak)
-    ceiling = step * 4
+    step_y = nice_step(peak)
+    ceiling = step_y * 4
     plot_w = WIDTH - LEFT - RIGHT
     plot_h = HEIGHT - TOP - BOTTOM
-    slot = plot_w / minutes
+    slot = plot_w / slots
     gap = max(slot * 0.18, 1.0)
     bottom = TOP + plot_h
+    per = "minute" if step == timedelta(minutes=1) else _step_text(step)
     bars: list[Bar] = []
-    for i in range(minutes):
-        minute = start + timedelta(minutes=i)
-        ok, failed = counts.get(minute, (0, 0))
+    for i in range(slots):
+        at = start + step * i
+        ok, failed = counts.get(at, (0, 0))
         ok_h = plot_h * ok / ceiling
         failed_h = plot_h * failed / ceiling
         bars.append(
@@ -113,14 +138,15 @@ def minute_chart(
                 ok_height=round(ok_h, 2),
                 failed_y=round(bottom - ok_h - failed_h, 2),
                 failed_height=round(failed_h, 2),
-                label=f"{minute:%H:%M} UTC: {ok} succeeded, {failed} failed",
+                label=f"{at:%H:%M} UTC: {ok} succeeded, {failed} failed",
             )
         )
-    y_ticks = [Tick(round(bottom - plot_h * i / 4, 2), f"{step * i:,}") for i in range(5)]
+    y_ticks = [Tick(round(bottom - plot_h * i / 4, 2), f"{step_y * i:,}") for i in range(5)]
+    every = max(slots // 6, 1)
     x_ticks = [
-        Tick(round(LEFT + i * slot + slot / 2, 2), f"{start + timedelta(minutes=i):%H:%M}")
-        for i in range(0, minutes, 10)
-    ] + [Tick(round(LEFT + (minutes - 1) * slot + slot / 2, 2), "now")]
+        Tick(round(LEFT + i * slot + slot / 2, 2), f"{start + step * i:%H:%M}")
+        for i in range(0, slots - every // 2, every)
+    ] + [Tick(round(LEFT + (slots - 1) * slot + slot / 2, 2), "now")]
     return Chart(
         width=WIDTH,
         height=HEIGHT,
@@ -134,4 +160,76 @@ def minute_chart(
         succeeded=sum(ok for ok, _ in counts.values()),
         failed=sum(failed for _, failed in counts.values()),
         peak=peak,
+        per=per,
+        span=span,
+    )
+
+
+def _step_text(step: timedelta) -> str:
+    minutes = int(step.total_seconds() // 60)
+    return f"{minutes} minutes" if minutes < 60 else f"{minutes // 60} hours"
+
+
+@dataclass(frozen=True, slots=True)
+class LineChart:
+    """Latency percentiles per bucket as SVG polylines (milliseconds on a linear axis)."""
+
+    width: int
+    height: int
+    left: int
+    right: float
+    top: int
+    bottom: float
+    lines: dict[str, str]  # name -> "x,y x,y ..." (gaps where a bucket had no attempts)
+    y_ticks: list[Tick]
+    x_ticks: list[Tick]
+    empty: bool
+    summary: str
+
+
+def latency_chart(
+    rows: list[tuple[datetime, float, float]],
+    now: datetime | None = None,
+    *,
+    slots: int,
+    step: timedelta,
+    span: str = "the last hour",
+) -> LineChart:
+    """Lay out ``(bucket start, p50 ms, p99 ms)`` rows as two lines over ``slots`` buckets."""
+    now = _floor(now or datetime.now(UTC), step)
+    start = now - step * (slots - 1)
+    found = {_floor(at, step): (p50, p99) for at, p50, p99 in rows}
+    peak = max((p99 for _, p99 in found.values()), default=0.0)
+    step_y = nice_step(math.ceil(peak))
+    ceiling = step_y * 4
+    plot_w = WIDTH - LEFT - RIGHT
+    plot_h = HEIGHT - TOP - BOTTOM
+    slot = plot_w / slots
+    bottom = TOP + plot_h
+    lines: dict[str, list[str]] = {"p50": [], "p99": []}
+    for i in range(slots):
+        value = found.get(start + step * i)
+        if value is None:
+            continue
+        x = round(LEFT + i * slot + slot / 2, 2)
+        for name, ms in zip(("p50", "p99"), value, strict=True):
+            lines[name].append(f"{x},{round(bottom - plot_h * min(ms, ceiling) / ceiling, 2)}")
+    y_ticks = [Tick(round(bottom - plot_h * i / 4, 2), f"{step_y * i:,}") for i in range(5)]
+    every = max(slots // 6, 1)
+    x_ticks = [
+        Tick(round(LEFT + i * slot + slot / 2, 2), f"{start + step * i:%H:%M}")
+        for i in range(0, slots - every // 2, every)
+    ] + [Tick(round(LEFT + (slots - 1) * slot + slot / 2, 2), "now")]
+    return LineChart(
+        width=WIDTH,
+        height=HEIGHT,
+        left=LEFT,
+        right=WIDTH - RIGHT,
+        top=TOP,
+        bottom=bottom,
+        lines={k: " ".join(v) for k, v in lines.items()},
+        y_ticks=y_ticks,
+        x_ticks=x_ticks,
+        empty=not found,
+        summary=f"Attempt latency over {span}: p99 at most {peak:,.0f} ms.",
     )

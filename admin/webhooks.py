@@ -21,6 +21,7 @@ from admin.forms import (
     webhook_values_of,
 )
 from admin.listing import PAGE_SIZE, STATUS_ORDER, cursor_of
+from admin.performance import performance
 from admin.render import redirect, render
 from dispatcher.api import webhooks as api
 from dispatcher.api.common import path_id
@@ -221,6 +222,10 @@ async def webhook_details(request: web.Request) -> web.Response:
         context["secret"] = await store.current_secret(request.app[POOL], webhook["id"])
     context.update(
         tab="details",
+        performance=await performance(
+            request.app[POOL], webhook["id"], request.query.get("span", "")
+        ),
+        replay_since=(datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"),
         defaults={
             "max_retries": settings.max_retries,
             "timeout_seconds": settings.delivery_timeout_seconds,

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
+from admin.chart import bar_chart, latency_chart
 from tests.helpers import ADMIN, PUBLISHER
 from tests.receiver import Receiver
 from tests.test_admin import create_webhook, signed_in
@@ -265,3 +266,148 @@ async def test_without_payload_the_request_shows_the_envelope_only(
     [delivery] = await deliveries(db)
     text = html.unescape(await page(client, f"/admin/deliveries/{delivery['id']}"))
     assert got.body.decode() in text and b"secret_total" not in got.body
+
+
+def ago(**delta: float) -> str:
+    """A datetime-local form value, ``delta`` before now (UTC)."""
+    return (datetime.now(UTC) - timedelta(**delta)).strftime("%Y-%m-%dT%H:%M")
+
+
+async def test_replay_failed_from_the_console_counts_then_confirms(
+    client: Client, receiver: Receiver, db: asyncpg.Connection
+) -> None:
+    csrf = await signed_in(client)
+    receiver.responders["/hook"] = answer(400)
+    hook = await create_webhook(client, url=receiver.url())
+    await publish(client)
+    await publish(client)
+    await settled(db, 2)
+    since = ago(hours=1)
+    text = await page(client, f"/admin/webhooks/{hook['id']}/replay?mode=failed&since={since}")
+    assert 'id="replay-count">2<' in text and "Replay 2" in text
+    resp = await client.post(
+        f"/admin/webhooks/{hook['id']}/replay",
+        data={"mode": "failed", "since": since},
+        allow_redirects=False,
+    )
+    assert resp.status == 403
+    assert len(receiver.at()) == 2
+    receiver.responders["/hook"] = answer(200)
+    resp = await client.post(
+        f"/admin/webhooks/{hook['id']}/replay",
+        data={"mode": "failed", "since": since, "csrf_token": csrf},
+        allow_redirects=False,
+    )
+    assert resp.status == 303
+    await receiver.wait_for(4)
+    assert "2 failed deliveries queued again." in await page(client, resp.headers["Location"])
+
+
+async def test_send_what_was_missed_from_the_console(
+    client: Client, receiver: Receiver, db: asyncpg.Connection
+) -> None:
+    csrf = await signed_in(client)
+    hook = await create_webhook(client, url=receiver.url(), enabled=False)
+    missed_events = [await publish(client) for _ in range(3)]
+    resp = await client.post(f"/v1/webhooks/{hook['id']}/enable", headers=ADMIN)
+    assert resp.status == 200
+    since = ago(minutes=30)
+    path = f"/admin/webhooks/{hook['id']}/replay?mode=missing&since={since}"
+    text = await page(client, path)
+    assert 'id="replay-count">3<' in text and "Send 3" in text
+    assert await deliveries(db) == []  # the preview creates nothing
+    resp = await client.post(
+        f"/admin/webhooks/{hook['id']}/replay",
+        data={"mode": "missing", "since": since, "csrf_token": csrf},
+        allow_redirects=False,
+    )
+    assert resp.status == 303
+    got = await receiver.wait_for(3)
+    assert {r.headers["webhook-id"] for r in got} == {e["id"] for e in missed_events}
+    assert "3 missed deliveries created and queued." in await page(client, resp.headers["Location"])
+    assert "Nothing to send since" in await page(client, path)
+
+
+async def test_replay_needs_a_time_in_words(client: Client) -> None:
+    await signed_in(client)
+    hook = await create_webhook(client)
+    for since, message in (
+        ("", "Choose when to replay from."),
+        ("last tuesday", "Enter a date and time, like 2026-11-25 14:00 (UTC)."),
+        (
+            (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M"),
+            "Choose a time in the past.",
+        ),
+    ):
+        resp = await client.get(f"/admin/webhooks/{hook['id']}/replay?mode=missing&since={since}")
+        assert resp.status == 422
+        assert message in await resp.text()
+
+
+async def test_webhook_page_charts_attempts_success_and_latency(
+    client: Client, db: asyncpg.Connection
+) -> None:
+    await signed_in(client)
+    hook = await create_webhook(client)
+    other = await create_webhook(client, name="other")
+    await db.execute(
+        "INSERT INTO events (id, type, data, occurred_at) VALUES ('evt_p', 'order.created', "
+        "'{}', now())"
+    )
+    for delivery_id, webhook_id in (("dlv_p1", hook["id"]), ("dlv_p2", other["id"])):
+        await db.execute(
+            "INSERT INTO deliveries (id, event_id, webhook_id, event_type, status) "
+            "VALUES ($1, 'evt_p', $2, 'order.created', 'success')",
+            delivery_id,
+            webhook_id,
+        )
+    # Last hour: 3 of 4 succeeded, durations 10, 20, 30, 1000 ms; six hours ago: 2 failures.
+    rows = [
+        (hook["id"], "dlv_p1", 200, 10.0, 5),
+        (hook["id"], "dlv_p1", 200, 20.0, 10),
+        (hook["id"], "dlv_p1", 200, 30.0, 15),
+        (hook["id"], "dlv_p1", 500, 1000.0, 20),
+        (hook["id"], "dlv_p1", 500, 50.0, 360),
+        (hook["id"], "dlv_p1", 500, 50.0, 361),
+        (other["id"], "dlv_p2", 500, 9.0, 5),
+    ]
+    for webhook_id, delivery_id, code, ms, minutes_ago in rows:
+        await db.execute(
+            "INSERT INTO attempts (delivery_id, number, webhook_id, started_at, duration_ms, "
+            "status_code, url) VALUES ($1, 1, $2, now() - make_interval(mins => $3), $4, $5, "
+            "'http://example.com/')",
+            delivery_id,
+            webhook_id,
+            minutes_ago,
+            ms,
+            code,
+        )
+    text = await page(client, f"/admin/webhooks/{hook['id']}")
+    assert 'id="perf-attempts">4<' in text
+    assert 'id="perf-rate">75.0%<' in text
+    assert 'id="perf-p50">25 ms<' in text
+    assert 'id="perf-p99">' in text and "Last hour" in text
+    assert text.count('<rect class="failed"') == 1  # one bar holds the failure
+    assert 'class="line p50"' in text and 'class="line p99"' in text
+    text = await page(client, f"/admin/webhooks/{hook['id']}?span=day")
+    assert 'id="perf-attempts">6<' in text
+    assert 'id="perf-rate">50.0%<' in text
+    assert "over the last day" in text
+    empty = await create_webhook(client, name="quiet")
+    text = await page(client, f"/admin/webhooks/{empty['id']}")
+    assert 'id="perf-attempts">0<' in text and "No attempts in the last hour" in text
+
+
+def test_bar_and_latency_charts_bucket_by_their_step() -> None:
+    now = datetime(2026, 11, 25, 12, 10, tzinfo=UTC)
+    step = timedelta(minutes=30)
+    rows = [(now - timedelta(hours=3, minutes=5), 4, 1), (now, 2, 0)]
+    chart = bar_chart(rows, now, slots=48, step=step, span="the last day")
+    assert len(chart.bars) == 48
+    assert (chart.succeeded, chart.failed, chart.peak) == (6, 1, 5)
+    assert chart.bars[-1].label == "12:00 UTC: 2 succeeded, 0 failed"
+    assert chart.bars[-7].label == "09:00 UTC: 4 succeeded, 1 failed"
+    assert "per 30 minutes over the last day" in chart.summary
+    line = latency_chart([(now, 20.0, 180.0)], now, slots=48, step=step)
+    assert line.lines["p50"].count(",") == 1 and not line.empty
+    assert latency_chart([], now, slots=60, step=timedelta(minutes=1)).empty

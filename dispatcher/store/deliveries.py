@@ -145,3 +145,27 @@ async def cancel_many(conn: Executor, delivery_ids: list[str]) -> list[str]:
 async def count_replay(conn: Executor, webhook_id: str, status: str, since: datetime) -> int:
     """How many deliveries :func:`replay` would re-queue now."""
     return int(await conn.fetchval(Q["count_replay"], webhook_id, status, since) or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """A webhook's attempts in one time bucket (``start`` None: the whole window)."""
+
+    start: datetime | None
+    attempts: int
+    succeeded: int
+    p50_ms: float
+    p99_ms: float
+
+
+async def attempt_buckets(
+    conn: Executor, webhook_id: str, *, window_seconds: float, bucket_seconds: float, cap: int
+) -> list[Bucket]:
+    """Attempts, successes and latency percentiles per bucket over the window (whole first)."""
+    rows = await conn.fetch(
+        Q["webhook_attempt_buckets"], webhook_id, window_seconds, bucket_seconds, cap
+    )
+    return [
+        Bucket(r["bucket"], r["attempts"], r["succeeded"], r["p50"] or 0.0, r["p99"] or 0.0)
+        for r in rows
+    ]
