@@ -1,4 +1,4 @@
--- A database and two roles for Dispatcher on an external PostgreSQL (13 or later; tested on 18).
+-- A database and two roles for Dispatcher on an external PostgreSQL (15 or later; tested on 15 and 18).
 --
 --   psql -v ON_ERROR_STOP=1 -v owner_password='...' -v app_password='...' \
 --        "postgresql://postgres@db.internal/postgres" -f deploy/postgres-roles.sql
