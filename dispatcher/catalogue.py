@@ -172,8 +172,6 @@ def build(rows: Sequence[Mapping[str, Any]], title: str = "Dispatcher events") -
         else:
             data_schema = rebase_refs(schema, data_ref)
         examples = list(row.get("examples") or [])
-        if examples and isinstance(data_schema, dict) and "examples" not in data_schema:
-            data_schema["examples"] = copy.deepcopy(examples)
         schemas[data_name] = data_schema
         schemas[name] = _envelope(name, data_ref, description)
         media: dict[str, Any] = {"schema": {"$ref": f"#/components/schemas/{_pointer_token(name)}"}}

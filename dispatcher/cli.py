@@ -23,7 +23,7 @@ import orjson
 import uvloop
 from aiohttp import web
 
-from dispatcher import __version__, logs, migrate, transfer
+from dispatcher import __version__, logs, migrate, openapi_import, transfer
 from dispatcher.app import create_app
 from dispatcher.auth import Tokens, admin_token_path, load_admin_token, stored_admin_token
 from dispatcher.client import (
@@ -33,6 +33,7 @@ from dispatcher.client import (
     Delivery,
     DeliveryStatus,
     DispatcherError,
+    EventType,
     Page,
     Webhook,
     WebhookOptions,
@@ -906,6 +907,224 @@ def deliveries_retry(api: Api, client: Client, delivery_id: str) -> None:
 def deliveries_cancel(api: Api, client: Client, delivery_id: str) -> None:
     """Cancel a delivery that is still waiting."""
     _delivery_changed(api, client.cancel_delivery(delivery_id))
+
+
+# --------------------------------------------------------------------------------------------
+# Event types: the catalogue on a running server; import from OpenAPI directly on the database
+
+
+@main.group("event-types")
+def event_types_group() -> None:
+    """The event-type catalogue: descriptions, JSON Schemas and examples."""
+
+
+def _json_value(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+    """JSON text, or ``@FILE`` (``@-``: stdin) holding it; None when not given."""
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        return [_json_value(_ctx, _param, v) for v in value] if value else None
+    text = str(value)
+    if text.startswith("@"):
+        try:
+            text = sys.stdin.read() if text == "@-" else Path(text[1:]).read_text()
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {text[1:]}: {exc.strerror}") from None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}") from None
+
+
+def _show_event_type(et: EventType) -> None:
+    _fields(
+        [
+            ("name", et["name"]),
+            ("status", "enabled" if et["enabled"] else "disabled"),
+            ("description", et["description"]),
+            ("examples", len(et["examples"])),
+            ("created", _when(et["created_at"])),
+            ("updated", _when(et["updated_at"])),
+        ]
+    )
+    if et["schema"] is not None:
+        click.echo("schema:")
+        click.echo(orjson.dumps(et["schema"], option=orjson.OPT_INDENT_2).decode())
+    for i, example in enumerate(et["examples"]):
+        click.echo(f"example {i + 1}:")
+        click.echo(orjson.dumps(example, option=orjson.OPT_INDENT_2).decode())
+
+
+def _event_type_out(api: Api, et: EventType) -> None:
+    if api.json:
+        _print_json(et)
+    else:
+        _show_event_type(et)
+
+
+schema_option = click.option(
+    "--schema",
+    callback=_json_value,
+    default=None,
+    help="The data's JSON Schema (draft 2020-12): JSON, or @FILE.",
+)
+example_option = click.option(
+    "--example",
+    "examples",
+    multiple=True,
+    callback=_json_value,
+    help="An example of the data: JSON, or @FILE; repeat for several.",
+)
+
+
+@event_types_group.command("list")
+@click.option("--limit", type=click.IntRange(1, 500), default=None, help="Page size.")
+@click.option("--cursor", default=None, help="Continue after a previous page.")
+@click.option("--all", "every", is_flag=True, help="Follow every page.")
+@api_options
+def event_types_list(
+    api: Api, client: Client, limit: int | None, cursor: str | None, every: bool
+) -> None:
+    """List event types, alphabetically."""
+    page = _all_pages(lambda c: client.list_event_types(limit=limit, cursor=c), cursor, every)
+    if api.json:
+        _print_json(page)
+        return
+    _table(
+        ["NAME", "STATUS", "SCHEMA", "EXAMPLES", "DESCRIPTION"],
+        [
+            [
+                t["name"],
+                "enabled" if t["enabled"] else "disabled",
+                "yes" if t["schema"] is not None else "no",
+                len(t["examples"]),
+                t["description"],
+            ]
+            for t in page["data"]
+        ],
+    )
+    _more(page)
+
+
+@event_types_group.command("show")
+@click.argument("name")
+@api_options
+def event_types_show(api: Api, client: Client, name: str) -> None:
+    """Show one event type with its schema and examples."""
+    _event_type_out(api, client.get_event_type(name))
+
+
+@event_types_group.command("create")
+@click.argument("name")
+@click.option("--description", default="")
+@click.option("--disabled", is_flag=True, help="Its events are stored but not delivered.")
+@schema_option
+@example_option
+@api_options
+def event_types_create(
+    api: Api,
+    client: Client,
+    name: str,
+    description: str,
+    disabled: bool,
+    schema: Any,
+    examples: list[Any] | None,
+) -> None:
+    """Register an event type NAME.
+
+    \b
+    Example:
+      dispatcher event-types create order.created --schema @order.schema.json \\
+          --example '{"order": 42}'
+    """
+    et = client.create_event_type(
+        name, description, not disabled, schema=schema, examples=examples or ()
+    )
+    _event_type_out(api, et)
+
+
+@event_types_group.command("update")
+@click.argument("name")
+@click.option("--description", default=None)
+@click.option("--enable/--disable", "enabled", default=None, help="Deliver its events, or not.")
+@schema_option
+@click.option("--no-schema", is_flag=True, help="Remove the schema (stop validating).")
+@click.option(
+    "--example",
+    "examples",
+    multiple=True,
+    callback=_json_value,
+    help="Replace the examples (JSON or @FILE; repeat for several).",
+)
+@click.option("--no-examples", is_flag=True, help="Remove every example.")
+@api_options
+def event_types_update(
+    api: Api,
+    client: Client,
+    name: str,
+    description: str | None,
+    enabled: bool | None,
+    schema: Any,
+    no_schema: bool,
+    examples: list[Any] | None,
+    no_examples: bool,
+) -> None:
+    """Change an event type; what is not given stays as it is."""
+    if no_schema and schema is not None:
+        raise click.UsageError("--schema and --no-schema contradict each other")
+    if no_examples and examples:
+        raise click.UsageError("--example and --no-examples contradict each other")
+    et = client.update_event_type(
+        name,
+        description=description,
+        enabled=enabled,
+        schema=schema,
+        examples=[] if no_examples else examples,
+        remove_schema=no_schema,
+    )
+    _event_type_out(api, et)
+
+
+@event_types_group.command("delete")
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@api_options
+def event_types_delete(api: Api, client: Client, name: str, yes: bool) -> None:
+    """Remove an event type from the catalogue."""
+    if not yes:
+        click.confirm(f"Delete event type {name}?", abort=True)
+    client.delete_event_type(name)
+    if api.json:
+        _print_json({"name": name, "deleted": True})
+    else:
+        click.echo(f"{name}: deleted")
+
+
+@event_types_group.command("import")
+@config_option
+@click.argument("file", type=click.File("rb"))
+def event_types_import(config: Path | None, file: BinaryIO) -> None:
+    """Create or update event types from FILE, an OpenAPI 3.1 document (JSON or YAML; - for
+    stdin): each entry of its ``webhooks`` is a type (name, description, schema, examples).
+
+    The request body's schema is the data's, or an envelope whose ``data`` property is (as
+    GET /v1/catalogue writes it). Like ``dispatcher import``, directly on the database:
+    idempotent (types matched by name; equal ones change nothing, stored ones keep their
+    enabled flag), nothing deleted, all or nothing.
+    """
+    settings = _settings(config, logs_to_stderr=True)
+    try:
+        document = openapi_import.parse(file.read())
+    except transfer.TransferError as exc:
+        _transfer_failed(exc)
+    with database(settings) as dsn:
+        try:
+            result = asyncio.run(
+                transfer.import_dsn(dsn, document, grace_seconds=settings.secret_grace_seconds)
+            )
+        except TRANSFER_TROUBLE as exc:
+            _transfer_failed(exc)
+    click.echo(f"event types: {result.event_types}")
 
 
 if __name__ == "__main__":

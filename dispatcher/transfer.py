@@ -4,7 +4,7 @@ The document holds all webhooks (with their current signing secret) and the even
 catalogue::
 
     {"format": "dispatcher-export", "version": 1, "exported_at": "...",
-     "event_types": [{"name", "description", "enabled", "created_at"}],
+     "event_types": [{"name", "description", "enabled", "schema", "examples", "created_at"}],
      "webhooks": [{"id", "name", "url", "event_types", "enabled", "disabled_reason", ...,
                    "secret", "created_at"}]}
 
@@ -30,6 +30,7 @@ import orjson
 from pydantic import Field, ValidationError, model_validator
 
 from dispatcher import __version__, db, migrate, nesting
+from dispatcher.event_schemas import catalogue_errors
 from dispatcher.problems import validation_problem
 from dispatcher.schemas import EventTypeCreate, Timestamp, WebhookCreate
 from dispatcher.store import Conn, notify
@@ -105,6 +106,8 @@ class Document:
 
     webhooks: list[WebhookRecord]
     event_types: list[EventTypeRecord]
+    # Leave a stored type's enabled flag as it is (an OpenAPI document has none to give).
+    keep_enabled: bool = False
 
     def __len__(self) -> int:
         return len(self.webhooks) + len(self.event_types)
@@ -189,11 +192,21 @@ def parse(raw: bytes | str) -> Document:
         problems.append(f"version: {data.get('version')!r} is not supported (expected {VERSION})")
     webhooks = _records(data, "webhooks", WebhookRecord, "id", problems)
     event_types = _records(data, "event_types", EventTypeRecord, "name", problems)
+    problems.extend(schema_problems(event_types))
     if problems:
         raise TransferError(
             f"the file has {len(problems)} problem(s); nothing was imported", problems
         )
     return Document(webhooks, event_types)
+
+
+def schema_problems(event_types: list[EventTypeRecord]) -> list[str]:
+    """Each type's schema must be valid and its examples match it, as the API checks."""
+    found = []
+    for i, et in enumerate(event_types):
+        for err in catalogue_errors(et.schema_, et.examples, ("event_types", i)):
+            found.append(f"{err['field']}: {err['message']}")
+    return found
 
 
 R = TypeVar("R", WebhookRecord, EventTypeRecord)
@@ -237,7 +250,13 @@ async def import_document(
     async with conn.transaction():
         for et in document.event_types:
             outcome = await event_type_store.import_one(
-                conn, et.name, et.description, et.enabled, et.created_at
+                conn,
+                et.name,
+                et.description,
+                None if document.keep_enabled else et.enabled,
+                et.created_at,
+                et.schema_,
+                et.examples,
             )
             result.event_types.add(outcome)
             step(1)
