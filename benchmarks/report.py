@@ -29,6 +29,8 @@ TARGETS: dict[tuple[str, str], tuple[str, Check]] = {
         lambda v, r: r is not None and r >= 0.5,
     ),
     ("e2e", "deliveries_per_s"): (">= 0.6x raw", lambda v, r: r is not None and r >= 0.6),
+    ("validation", "single_cost_pct"): ("<= 10 %", lambda v, r: v <= 10),
+    ("validation", "batch100_cost_pct"): ("<= 15 %", lambda v, r: v <= 15),
     ("latency", "p50_ms"): ("<= 10 ms", lambda v, r: v <= 10),
     ("latency", "p99_ms"): ("<= 50 ms", lambda v, r: v <= 50),
     ("concurrency", "completion_s"): ("<= 6 s", lambda v, r: v <= 6),

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from benchmarks.scenarios import concurrency, e2e, failure_mix, growth, ingest, latency, peer, raw
+from benchmarks.scenarios import (
+    concurrency,
+    e2e,
+    failure_mix,
+    growth,
+    ingest,
+    latency,
+    peer,
+    raw,
+    validation,
+)
 from benchmarks.scenarios.base import Context, Options, Result
 
 Scenario = Callable[[Context], Awaitable[Result]]
@@ -12,6 +22,7 @@ Scenario = Callable[[Context], Awaitable[Result]]
 SCENARIOS: dict[str, Scenario] = {
     "raw": raw.run,
     "ingest": ingest.run,
+    "validation": validation.run,
     "e2e": e2e.run,
     "latency": latency.run,
     "latency200": latency.run200,
