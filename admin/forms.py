@@ -1,8 +1,9 @@
 """Console forms: raw text in, the API's own pydantic models out.
 
 A form is parsed into the JSON the API would receive, then validated with the same model
-(``WebhookCreate``, ``WebhookPatch``, ``EventTypeCreate``...), so field errors read exactly as
-the API's. Errors are keyed by form field and shown next to it.
+(``WebhookCreate``, ``WebhookPatch``, ``EventTypeCreate``...), so the console accepts exactly
+what the API does. The API's field errors are then put in words people use ("Choose at least
+one event type"), keyed by form field and shown next to it.
 """
 
 from __future__ import annotations
@@ -57,9 +58,65 @@ class Form(Generic[M]):
         for err in errors:
             match = _TOP.match(err["field"])
             name, rest = (match.group(1), match.group(2)) if match else (err["field"], "")
-            rest = rest.lstrip(".")
-            message = f"{rest}: {err['message']}" if rest else err["message"]
-            self.errors.setdefault(name, message)
+            self.errors.setdefault(name, in_words(name, rest.lstrip("."), err["message"]))
+
+
+# Validation messages as people write them, not as pydantic does: (field or None, pattern of
+# the API's message, the words; {0}.. are the pattern's groups). First match wins.
+_WORDS: list[tuple[str | None, re.Pattern[str], str]] = [
+    (f, re.compile(p), w)
+    for f, p, w in (
+        ("event_types", r"at least 1 item|must not be null", "Choose at least one event type."),
+        (
+            "event_types",
+            r"^(?:\[\d+\] )?'(.*)' must be an event type name",
+            "“{0}” is not an event type: use a name like order.created, a pattern like "
+            "order.* or * for everything.",
+        ),
+        ("url", r"http:// or https://", "Enter a URL starting with http:// or https://."),
+        ("url", r"host", "Enter a full URL with a host name, like https://example.com/hooks."),
+        ("url", r"at least 1 character|must not be null|required", "Enter the endpoint URL."),
+        ("name", r"at least 1 character|must not be null|required", "Enter a name."),
+        (
+            "name",
+            r"dot-separated words",
+            "Use dot-separated words of letters, digits, _ or -, like order.created.",
+        ),
+        (
+            "secret",
+            r"whsec_|base64|bytes",
+            "Enter a secret that starts with whsec_ (24 to 64 random bytes in base64), or leave "
+            "it blank to have one made.",
+        ),
+        (None, r"^Field required", "This is required."),
+        (None, r"must not be null", "This can't be blank."),
+        (None, r"at least 1 character", "This can't be empty."),
+        (None, r"at most (\d+) characters?", "Use at most {0} characters."),
+        (None, r"at most (\d+) items?", "Use at most {0}."),
+        (None, r"greater than or equal to (\S+)", "Enter {0} or more."),
+        (None, r"greater than (\S+)", "Enter a number above {0}."),
+        (None, r"less than or equal to (\S+)", "Enter {0} or less."),
+        (None, r"less than (\S+)", "Enter a number below {0}."),
+        (None, r"valid integer", "Enter a whole number, like 5."),
+        (None, r"valid number", "Enter a number, like 2.5."),
+        (None, r"valid boolean", "Choose yes or no."),
+    )
+]
+
+
+def in_words(field: str, rest: str, message: str) -> str:
+    """The API's error ``message`` for ``field`` (``rest``: where inside it) as a sentence."""
+    message = message.removeprefix("Value error, ").strip()
+    for only, pattern, words in _WORDS:
+        if only not in (None, field):
+            continue
+        match = pattern.search(message)
+        if match:
+            return words.format(*match.groups())
+    text = message[:1].upper() + message[1:]
+    if rest:
+        text = f"{rest}: {text}"
+    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def text(form: Mapping[str, Any], name: str) -> str:
@@ -136,9 +193,9 @@ def parse_headers(raw: str) -> tuple[dict[str, str], str | None]:
         name, sep, value = line.partition(":")
         name = name.strip()
         if not sep or not name:
-            return {}, f"line {number}: write each header as 'Name: value'"
+            return {}, f"Line {number}: write each header as Name: value."
         if name in headers:
-            return {}, f"{name!r} is given twice"
+            return {}, f"{name} is given twice; keep one."
         headers[name] = value.strip()
     return headers, None
 
@@ -150,9 +207,9 @@ def parse_metadata(raw: str) -> tuple[dict[str, Any], str | None]:
     try:
         value = json.loads(raw, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:
-        return {}, f"is not valid JSON: {exc}"
+        return {}, f"This is not valid JSON ({exc})."
     if not isinstance(value, dict):
-        return {}, 'must be a JSON object, like {"team": "billing"}'
+        return {}, 'Enter a JSON object, like {"team": "billing"}.'
     return value, None
 
 
@@ -167,7 +224,7 @@ def _number(raw: str, kind: type[int] | type[float]) -> tuple[int | float | None
     try:
         return kind(raw), None
     except ValueError:
-        return None, "must be a whole number" if kind is int else "must be a number"
+        return None, "Enter a whole number, like 5." if kind is int else "Enter a number, like 2.5."
 
 
 def webhook_data(values: Mapping[str, Any], *, create: bool) -> tuple[dict[str, Any], Form[Any]]:

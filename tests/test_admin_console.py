@@ -12,6 +12,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from admin.chart import bar_chart, latency_chart
+from admin.forms import in_words
 from tests.helpers import ADMIN, PUBLISHER
 from tests.receiver import Receiver
 from tests.test_admin import create_webhook, signed_in
@@ -411,3 +412,22 @@ def test_bar_and_latency_charts_bucket_by_their_step() -> None:
     line = latency_chart([(now, 20.0, 180.0)], now, slots=48, step=step)
     assert line.lines["p50"].count(",") == 1 and not line.empty
     assert latency_chart([], now, slots=60, step=timedelta(minutes=1)).empty
+
+
+def test_form_errors_read_as_people_write_them() -> None:
+    assert in_words(
+        "event_types", "", "List should have at least 1 item after validation, not 0"
+    ) == ("Choose at least one event type.")
+    assert in_words("url", "", "Value error, must be an http:// or https:// URL") == (
+        "Enter a URL starting with http:// or https://."
+    )
+    assert in_words("max_retries", "", "Input should be less than or equal to 100") == (
+        "Enter 100 or less."
+    )
+    assert in_words("name", "", "String should have at most 255 characters") == (
+        "Use at most 255 characters."
+    )
+    # Anything not known is still a sentence.
+    assert in_words("headers", "", "'bad name' is not a valid header name") == (
+        "'bad name' is not a valid header name."
+    )
