@@ -157,6 +157,10 @@ def _run_server(
             loop=loop or uvloop.new_event_loop(),
             shutdown_timeout=10,
             reuse_port=reuse_port,
+            # aiohttp's keep-alive timer runs from the moment a connection opens (and again
+            # from each answer) until a request's headers are complete: one deadline closes
+            # connections that never finish their headers and idle keep-alive ones alike.
+            keepalive_timeout=settings.header_timeout_seconds,
         )
     except OSError as exc:
         base = f"http://{settings.host}:{settings.port}"

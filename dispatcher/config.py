@@ -68,6 +68,7 @@ class Settings(BaseModel):
     secret_grace_seconds: float = Field(86400.0, ge=0)
     log_format: Literal["console", "json"] = Field(default_factory=_default_log_format)
     workers: int = Field(1, ge=1, le=64)
+    header_timeout_seconds: float = Field(10.0, gt=0, le=3600)
 
     @field_validator("publish_tokens", mode="before")
     @classmethod

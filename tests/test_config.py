@@ -44,6 +44,7 @@ def test_defaults_match_the_specification(monkeypatch: pytest.MonkeyPatch) -> No
     assert s.secret_grace_seconds == 86400
     assert s.log_format == "json"
     assert s.workers == 1
+    assert s.header_timeout_seconds == 10
 
 
 def test_log_format_defaults_to_console_on_a_tty(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -78,6 +79,7 @@ def test_every_variable_is_read_from_the_environment() -> None:
         "DISPATCHER_SECRET_GRACE_SECONDS": "0",
         "DISPATCHER_LOG_FORMAT": "console",
         "DISPATCHER_WORKERS": "4",
+        "DISPATCHER_HEADER_TIMEOUT_SECONDS": "2.5",
     }
     s = load_settings(env)
     assert s.database_url == "postgresql://u:p@db.example/dispatcher"
@@ -103,6 +105,7 @@ def test_every_variable_is_read_from_the_environment() -> None:
     assert s.secret_grace_seconds == 0
     assert s.log_format == "console"
     assert s.workers == 4
+    assert s.header_timeout_seconds == 2.5
 
 
 def test_an_empty_database_url_means_embedded() -> None:
@@ -132,6 +135,7 @@ def test_an_empty_database_url_means_embedded() -> None:
         ("DISPATCHER_ADMIN_TOKEN", "short"),
         ("DISPATCHER_PUBLISH_TOKENS", "tooshort"),
         ("DISPATCHER_SECRET_GRACE_SECONDS", "-5"),
+        ("DISPATCHER_HEADER_TIMEOUT_SECONDS", "0"),
     ],
 )
 def test_bad_values_raise_one_line_naming_the_variable(variable: str, value: str) -> None:
