@@ -1,20 +1,28 @@
-"""Event type pages: the catalogue, add, edit the description, enable/disable, delete."""
+"""Event type pages: the list, add, edit (description, JSON Schema, examples), enable/disable,
+delete; the catalogue as receivers see it; and "Send example" from a webhook's page."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import orjson
 from aiohttp import web
+from pydantic import ValidationError
 
 from admin.forms import Form, event_type_values, text, validate
 from admin.listing import cursor_of
 from admin.render import redirect, render
+from dispatcher import catalogue
 from dispatcher.api import event_types as api
+from dispatcher.api import send_test
+from dispatcher.api.common import path_id
+from dispatcher.api.webhooks import existing
 from dispatcher.app_keys import POOL
 from dispatcher.matching import name_problem
 from dispatcher.pagination import Page, page_body
-from dispatcher.problems import not_found
-from dispatcher.schemas import EventTypeCreate, EventTypePatch
+from dispatcher.problems import Problem, not_found
+from dispatcher.schemas import EventTypeCreate, EventTypePatch, SendTestIn
 from dispatcher.store import event_types as store
 
 routes = web.RouteTableDef()
@@ -83,33 +91,126 @@ async def create_event_type(request: web.Request) -> web.Response:
     return await _list_page(request, form, status=422)
 
 
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _values_of(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "description": row["description"],
+        "schema": "" if row["schema"] is None else _pretty(row["schema"]),
+        "examples": _pretty(row["examples"]) if row["examples"] else "",
+    }
+
+
+def _parse_json(raw: str, field: str, form: Form[Any]) -> Any:
+    """The JSON in a textarea (None when blank); a parse error is the field's error."""
+    if not raw.strip():
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        form.errors[field] = f"is not valid JSON: {exc}"
+        return None
+
+
 @routes.get(LIST + "/{name}")
 async def edit_event_type(request: web.Request) -> web.Response:
-    """The description form."""
+    """The description, schema and examples form."""
     row = await _load(request)
     return render(
         request,
         "event_type.html",
-        {"nav": "event_types", "event_type": row, "values": row, "errors": {}},
+        {"nav": "event_types", "event_type": row, "values": _values_of(row), "errors": {}},
     )
 
 
 @routes.post(LIST + "/{name}")
 async def save_event_type(request: web.Request) -> web.Response:
-    """Save the description, validated as ``PATCH /v1/event-types/{name}``."""
+    """Save, validated as ``PATCH /v1/event-types/{name}``: a schema problem or an example
+    that breaks the schema is shown at its field, with the place inside it."""
     row = await _load(request)
-    values = {"description": text(await request.post(), "description")}
+    posted = await request.post()
+    values = {name: text(posted, name) for name in ("description", "schema", "examples")}
     form: Form[EventTypePatch] = Form(values=values)
-    validate(EventTypePatch, dict(values), form)
-    if form.model is None or form.errors:
-        return render(
-            request,
-            "event_type.html",
-            {"nav": "event_types", "event_type": row, "values": values, "errors": form.errors},
-            status=422,
-        )
-    await _update(request, row["name"], form.model)
-    return redirect(request, LIST, ("success", f"Event type “{row['name']}” saved."))
+    data: dict[str, Any] = {"description": values["description"]}
+    data["schema"] = _parse_json(values["schema"], "schema", form)
+    examples = _parse_json(values["examples"], "examples", form)
+    if examples is not None and not isinstance(examples, list):
+        form.errors["examples"] = "must be a JSON list of examples, like [{...}, {...}]"
+    data["examples"] = examples if isinstance(examples, list) else []
+    for name in form.errors:
+        data.pop(name, None)
+    validate(EventTypePatch, data, form)
+    if form.model is not None and not form.errors:
+        try:
+            async with request.app[POOL].acquire() as conn:
+                if await api.update(conn, row["name"], form.model) is None:
+                    raise not_found("Event type", row["name"])
+        except Problem as problem:
+            if problem.status != 422:
+                raise
+            form.add_errors(problem.errors or [])
+        else:
+            await api.changed(request)
+            return redirect(request, LIST, ("success", f"Event type “{row['name']}” saved."))
+    return render(
+        request,
+        "event_type.html",
+        {"nav": "event_types", "event_type": row, "values": values, "errors": form.errors},
+        status=422,
+    )
+
+
+@routes.get("/admin/catalogue")
+async def catalogue_page(request: web.Request) -> web.Response:
+    """The catalogue as receivers get it: each enabled type's schema and examples."""
+    rows = await store.catalogue_rows(request.app[POOL])
+    entries = [
+        {
+            "name": r["name"],
+            "description": r["description"],
+            "schema": None if r["schema"] is None else _pretty(r["schema"]),
+            "examples": [_pretty(e) for e in r["examples"]],
+        }
+        for r in rows
+    ]
+    return render(request, "catalogue.html", {"nav": "event_types", "entries": entries})
+
+
+@routes.get("/admin/catalogue.json")
+async def catalogue_document(request: web.Request) -> web.Response:
+    """The same OpenAPI document as ``GET /v1/catalogue``, to download from the console."""
+    rows = await store.catalogue_rows(request.app[POOL])
+    return web.Response(
+        body=orjson.dumps(catalogue.build(rows), option=orjson.OPT_INDENT_2),
+        content_type="application/json",
+        headers={"Content-Disposition": 'attachment; filename="catalogue.json"'},
+    )
+
+
+@routes.post("/admin/webhooks/{id}/test")
+async def send_example(request: web.Request) -> web.Response:
+    """ "Send example": one event of the chosen type (its first example) to this webhook."""
+    webhook_id = path_id(request, "Webhook")
+    back = f"/admin/webhooks/{webhook_id}"
+    webhook = await existing(request)
+    event_type = text(await request.post(), "event_type")
+    try:
+        body = SendTestIn.model_validate({"event_type": event_type})
+        if not webhook["enabled"]:
+            raise Problem(409, "The webhook is disabled; enable it to send it an example.")
+        data = send_test.data_to_send(body, await store.get(request.app[POOL], event_type))
+        answer = await send_test.send(request, webhook_id, event_type, data)
+    except Problem as problem:
+        return redirect(request, back, ("error", problem.detail))
+    except ValidationError:
+        return redirect(request, back, ("error", "Choose an event type to send."))
+    return redirect(
+        request,
+        back,
+        ("success", f"Example {event_type} sent as {answer['id']}; it appears in the Logs tab."),
+    )
 
 
 async def _update(request: web.Request, name: str, patch: EventTypePatch) -> None:

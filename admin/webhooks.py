@@ -209,6 +209,8 @@ async def _header(request: web.Request, webhook: dict[str, Any]) -> dict[str, An
         "held": 0 if webhook["enabled"] else unfinished,
         "failures_before_disable": settings.failures_before_disable,
         "failure_window_seconds": settings.failure_window_seconds,
+        # "Send example" offers the types that have one.
+        "example_types": await event_type_store.names_with_examples(pool),
     }
 
 

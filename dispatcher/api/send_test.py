@@ -68,12 +68,18 @@ async def send_test_event(request: web.Request) -> web.Response:
         raise Problem(409, "The webhook is disabled; enable it to send it a test.", slug="conflict")
     stored = await event_type_store.get(request.app[POOL], body.event_type)
     data = data_to_send(body, stored)
+    answer = await send(request, webhook["id"], body.event_type, data)
+    return json_response(answer, status=202)
+
+
+async def send(request: web.Request, webhook_id: str, event_type: str, data: Any) -> dict[str, Any]:
+    """Store and deliver one event to this webhook alone; the ingestion answer."""
     event = NewEvent(
         id=ids.event_id(),
-        type=body.event_type,
+        type=event_type,
         data_json=dumps_exact(data).encode(),
         occurred_at=datetime.now(UTC),
-        routing=Routing(only=webhook["id"]),
+        routing=Routing(only=webhook_id),
     )
     [answer] = await request.app[INGESTOR].submit([event])
-    return json_response(answer.as_dict(), status=202)
+    return answer.as_dict()

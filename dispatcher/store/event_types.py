@@ -117,3 +117,8 @@ async def import_one(
     if row is None:
         return "unchanged"
     return "created" if row["inserted"] else "updated"
+
+
+async def names_with_examples(conn: Executor) -> list[str]:
+    """Types that have at least one example, alphabetically."""
+    return [r["name"] for r in await conn.fetch(Q["names_with_examples"])]

@@ -73,3 +73,7 @@ WHERE (t.description, t.enabled, t.schema::text, t.examples::text)
     IS DISTINCT FROM
     (EXCLUDED.description, coalesce($3, t.enabled), EXCLUDED.schema::text, EXCLUDED.examples::text)
 RETURNING t.name, (t.xmax = 0) AS inserted;
+
+-- name: names_with_examples
+-- The types a webhook page can send an example of.
+SELECT name FROM event_types WHERE examples::text <> '[]' ORDER BY name LIMIT 500;
