@@ -11,8 +11,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
-PATTERN_RE = re.compile(r"^(\*|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(\.\*)?)$")
+# \Z, not $: in Python, $ also matches before a final newline ("a.b\n" passed).
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\Z")
+PATTERN_RE = re.compile(r"^(\*|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(\.\*)?)\Z")
 MAX_NAME = 255
 # Dispatcher's own operational events; "*" does not include them, they must be named.
 OPERATIONAL_PREFIX = "dispatcher."

@@ -53,8 +53,9 @@ RESERVED_HEADERS = frozenset(
         "keep-alive",
     }
 )
-_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$")
-_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]{0,4096}$")
+# \Z, not $: $ also matches before a final newline, and "v\n" is no header value.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}\Z")
+_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]{0,4096}\Z")
 
 
 def _check_url(value: str) -> str:

@@ -271,3 +271,25 @@ async def test_a_client_that_hangs_up_mid_body_is_a_client_abort(
     events = {line["event"] for line in lines}
     assert not events & {"database_unavailable", "admin_database_unavailable", "unhandled_error"}
     assert await db.fetchval("SELECT count(*) FROM events") == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/events", {"type": "order.created\n", "data": {}}, "type"),
+        ("/v1/event-types", {"name": "order.created\n"}, "name"),
+        ("/v1/webhooks", webhook_body(event_types=["order.*\n"]), "event_types"),
+        ("/v1/webhooks", webhook_body(headers={"X-Team\n": "a"}), "headers"),
+        ("/v1/webhooks", webhook_body(headers={"X-Team": "a\n"}), "headers"),
+    ],
+)
+async def test_a_trailing_newline_is_not_part_of_a_valid_name(
+    client: Any, db: asyncpg.Connection, path: str, body: dict[str, Any], field: str
+) -> None:
+    """Python's $ also matches before a final newline: "order.created\\n" passed as a name,
+    and a header value ending in a newline was stored (and then failed every delivery)."""
+    before = await snapshot(db)
+    resp = await client.post(path, json=body, headers=ADMIN)
+    assert resp.status == 422, await resp.text()
+    assert [e["field"] for e in (await resp.json())["errors"]] == [field]
+    assert await snapshot(db) == before

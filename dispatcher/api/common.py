@@ -26,7 +26,7 @@ M = TypeVar("M", bound=BaseModel)
 _LONG_NUMBER = re.compile(rb"\d{19}")
 
 # Ids we issue and producer ids we accept: printable ASCII without spaces or slashes.
-_ID = re.compile(r"^[A-Za-z0-9_.:~-]{1,255}$")
+_ID = re.compile(r"^[A-Za-z0-9_.:~-]{1,255}\Z")
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
