@@ -104,6 +104,7 @@ def bar_chart(
     slots: int,
     step: timedelta,
     span: str = "the last hour",
+    width: int = WIDTH,
 ) -> Chart:
     """Lay out ``(bucket start, succeeded, failed)`` rows as ``slots`` bars of ``step`` each,
     the last one holding now."""
@@ -118,7 +119,7 @@ def bar_chart(
     peak = max((ok + failed for ok, failed in counts.values()), default=0)
     step_y = nice_step(peak)
     ceiling = step_y * 4
-    plot_w = WIDTH - LEFT - RIGHT
+    plot_w = width - LEFT - RIGHT
     plot_h = HEIGHT - TOP - BOTTOM
     slot = plot_w / slots
     gap = max(slot * 0.18, 1.0)
@@ -148,10 +149,10 @@ def bar_chart(
         for i in range(0, slots - every // 2, every)
     ] + [Tick(round(LEFT + (slots - 1) * slot + slot / 2, 2), "now")]
     return Chart(
-        width=WIDTH,
+        width=width,
         height=HEIGHT,
         left=LEFT,
-        right=WIDTH - RIGHT,
+        right=width - RIGHT,
         top=TOP,
         bottom=bottom,
         bars=bars,
@@ -194,6 +195,7 @@ def latency_chart(
     slots: int,
     step: timedelta,
     span: str = "the last hour",
+    width: int = WIDTH,
 ) -> LineChart:
     """Lay out ``(bucket start, p50 ms, p99 ms)`` rows as two lines over ``slots`` buckets."""
     now = _floor(now or datetime.now(UTC), step)
@@ -202,7 +204,7 @@ def latency_chart(
     peak = max((p99 for _, p99 in found.values()), default=0.0)
     step_y = nice_step(math.ceil(peak))
     ceiling = step_y * 4
-    plot_w = WIDTH - LEFT - RIGHT
+    plot_w = width - LEFT - RIGHT
     plot_h = HEIGHT - TOP - BOTTOM
     slot = plot_w / slots
     bottom = TOP + plot_h
@@ -221,10 +223,10 @@ def latency_chart(
         for i in range(0, slots - every // 2, every)
     ] + [Tick(round(LEFT + (slots - 1) * slot + slot / 2, 2), "now")]
     return LineChart(
-        width=WIDTH,
+        width=width,
         height=HEIGHT,
         left=LEFT,
-        right=WIDTH - RIGHT,
+        right=width - RIGHT,
         top=TOP,
         bottom=bottom,
         lines={k: " ".join(v) for k, v in lines.items()},

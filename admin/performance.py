@@ -19,6 +19,8 @@ SPANS: dict[str, tuple[timedelta, timedelta, int, str]] = {
 # At most this many of the newest attempts are read for one chart: a busy webhook's day is
 # summarised from its latest attempts instead of scanning millions of rows.
 CAP = 100_000
+# Two charts side by side: drawn on a canvas about as wide as each is shown, so text stays legible.
+CHART_WIDTH = 560
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +71,13 @@ async def performance(conn: Executor, webhook_id: str, span: str) -> Performance
             slots=slots,
             step=step,
             span=words,
+            width=CHART_WIDTH,
         ),
         latency=latency_chart(
-            [(b.start, b.p50_ms, b.p99_ms) for b in per], slots=slots, step=step, span=words
+            [(b.start, b.p50_ms, b.p99_ms) for b in per],
+            slots=slots,
+            step=step,
+            span=words,
+            width=CHART_WIDTH,
         ),
     )
