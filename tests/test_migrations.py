@@ -157,3 +157,28 @@ async def test_readyz_is_503_until_migrated(
     checks = (await resp.json())["checks"]
     assert checks["database"] == "ok"
     assert checks["migrations"] == "ok"
+
+
+async def test_event_type_schemas_migration_upgrades_a_database_holding_types(
+    empty_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0004 adds schema and examples to existing event types: no schema, no examples."""
+    shipped = migrate.available()
+    before = [m for m in shipped if m.version < 4]
+    monkeypatch.setattr(migrate, "available", lambda: before)
+    await migrate.migrate_dsn(empty_database)
+    conn = await asyncpg.connect(empty_database)
+    try:
+        await conn.execute(
+            "INSERT INTO event_types (name, description, enabled) "
+            "VALUES ('order.created', 'x', false)"
+        )
+        monkeypatch.setattr(migrate, "available", lambda: shipped)
+        await migrate.migrate(conn)
+        row = await conn.fetchrow("SELECT * FROM event_types WHERE name = 'order.created'")
+        assert row is not None
+        assert (row["description"], row["enabled"]) == ("x", False)
+        assert row["schema"] is None
+        assert row["examples"] == "[]"
+    finally:
+        await conn.close()
