@@ -82,7 +82,7 @@ async def amain(args: argparse.Namespace) -> int:
                 print(f"chart: {png}")
     met = report.targets_summary(results)
     if met:
-        print("targets (issue 8):")
+        print("targets:")
         for t in met:
             shown = f"{t['value']:.2f}" + (f" ({t['x_raw']:.2f}x raw)" if t["x_raw"] else "")
             status = "ok" if t["met"] else "MISS"

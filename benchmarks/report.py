@@ -1,4 +1,4 @@
-"""The human table, the targets from issue 8, the JSON file and the PNG charts."""
+"""The human table, the targets, the JSON file and the PNG charts."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ NOT_RATIOS = ("rate_per_s", "target_rate_per_s", "achieved_rate_per_s", "mib_per
 
 Check = Callable[[float, float | None], bool]
 
-# Issue 8's targets: (scenario, figure) -> (what, check(value, ratio to raw)).
+# The targets: (scenario, figure) -> (what, check(value, ratio to raw)).
 TARGETS: dict[tuple[str, str], tuple[str, Check]] = {
     ("ingest", "single_best_events_per_s"): (
         ">= 0.5x raw",

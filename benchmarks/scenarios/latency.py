@@ -1,7 +1,7 @@
 """latency: a steady stream of single events; producer-to-receiver latency percentiles.
 
 ``latency``: ``--rate`` events/s (500) x 2 webhooks for ``--seconds`` (30), each event its
-own ``POST /v1/events``. ``latency200``: issue 3's variant, 200 events/s x 1 webhook for the
+own ``POST /v1/events``. ``latency200``: a lighter variant, 200 events/s x 1 webhook for the
 same time. Latency runs from the producer stamping ``data.sent_at`` (just before the POST)
 to the receiver reading the request, so it includes ingestion, the commit, the hand-over to
 the engine, signing and the HTTP delivery.
