@@ -74,6 +74,7 @@ _WORDS: list[tuple[str | None, re.Pattern[str], str]] = [
             "order.* or * for everything.",
         ),
         ("url", r"http:// or https://", "Enter a URL starting with http:// or https://."),
+        ("url", r"spaces", "Enter the URL without spaces, like https://example.com/hooks."),
         ("url", r"host", "Enter a full URL with a host name, like https://example.com/hooks."),
         ("url", r"at least 1 character|must not be null|required", "Enter the endpoint URL."),
         ("name", r"at least 1 character|must not be null|required", "Enter a name."),
