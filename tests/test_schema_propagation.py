@@ -10,8 +10,7 @@ import orjson
 from aiohttp.test_utils import TestClient
 
 from dispatcher.app_keys import REGISTRY
-from tests.helpers import PUBLISHER
-from tests.test_instances import MakeClient, call, eventually, propagated, two
+from tests.helpers import PUBLISHER, MakeClient, call, eventually, propagated, two
 
 Client = TestClient[Any, Any]
 
