@@ -230,6 +230,7 @@ class Ingestor:
                     owner,
                     engine.settings.lease_seconds if engine is not None else 30.0,
                     now,  # created_at: the jobs' age (and outcome fence) starts here
+                    [e.routing.only for e in by_id],
                 )
             }
             duplicates = [e.id for e in unique if e.id not in inserted]

@@ -19,8 +19,8 @@ from dispatcher.store import Executor
 from dispatcher.store.deliveries import Q
 
 BATCH = 1_000
-# Pings go to one webhook by design; another webhook never "missed" one.
-NOT_REPLAYED = frozenset({"webhook.ping"})
+# Pings stored before events recorded ``sent_to`` (migration 0007) are still known by type.
+PING = "webhook.ping"
 
 
 def wanted(
@@ -29,9 +29,14 @@ def wanted(
     disabled_types: Collection[str],
     event_type: str,
     about: str | None,
+    sent_to: str | None = None,
 ) -> bool:
-    """Would fan-out send an event of ``event_type`` (about webhook ``about``) to it now?"""
-    if event_type in disabled_types or event_type in NOT_REPLAYED:
+    """Would fan-out send an event of ``event_type`` (about webhook ``about``) to it now?
+
+    A ping or a test send (``sent_to`` set) was addressed to one webhook: no other webhook
+    ever "missed" it.
+    """
+    if sent_to is not None or event_type == PING or event_type in disabled_types:
         return False
     if event_type.startswith(OPERATIONAL_PREFIX) and about == webhook_id:
         return False  # operational events never go to the webhook they are about
@@ -70,7 +75,7 @@ async def replay_missing(
         chosen = [
             (r["id"], r["type"])
             for r in rows
-            if wanted(webhook_id, matcher, disabled_types, r["type"], r["about"])
+            if wanted(webhook_id, matcher, disabled_types, r["type"], r["about"], r["sent_to"])
         ]
         if chosen and dry_run:
             created += await conn.fetchval(

@@ -91,6 +91,29 @@ async def test_missing_follows_the_patterns_the_webhook_has_now(
     assert got[-1].headers["webhook-id"] == other["id"]
 
 
+async def test_a_test_send_to_another_webhook_is_never_missed(
+    receiver: Receiver, client: Client
+) -> None:
+    """A test send is addressed to one webhook: another subscribed to its type never gets it."""
+    since = datetime.now(UTC)
+    hook = await create_webhook(client, url=receiver.url(), event_types=["order.*"])
+    other = await create_webhook(client, name="other", url=receiver.url("/other"))
+    resp = await client.post(
+        f"/v1/webhooks/{other['id']}/test",
+        json={"event_type": "order.created", "data": {"order": 1}},
+        headers=ADMIN,
+    )
+    assert resp.status == 202, await resp.text()
+    sent = await resp.json()
+    got = await receiver.wait_for(1, "/other")
+    assert got[0].headers["webhook-id"] == sent["id"]
+
+    assert await replay_missing(client, hook["id"], since) == 0
+    await idle(client)
+    assert receiver.at() == []
+    assert await list_deliveries(client, f"/v1/webhooks/{hook['id']}/deliveries") == []
+
+
 async def test_disabled_event_types_and_operational_events_about_the_webhook_are_skipped(
     receiver: Receiver, client: Client, db: asyncpg.Connection
 ) -> None:
@@ -182,4 +205,5 @@ def test_wanted_matches_like_fan_out() -> None:
     assert missed.wanted("wh_1", matcher, (), "dispatcher.webhook.failing", "wh_2")
     assert not missed.wanted("wh_1", matcher, (), "dispatcher.webhook.failing", "wh_1")
     assert not missed.wanted("wh_1", Matcher.compile(["*"]), (), "webhook.ping", None)
+    assert not missed.wanted("wh_1", matcher, (), "order.created", None, sent_to="wh_2")
     assert not missed.wanted("wh_1", Matcher.compile(["*"]), (), "dispatcher.delivery.failed", None)

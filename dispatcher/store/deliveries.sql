@@ -219,9 +219,10 @@ WHERE status IN ('created', 'retrying');
 -- name: events_since_page
 -- "Send what was missed", one batch: events created since $1, after the keyset ($2, $3),
 -- oldest first, $4 at a time. Only what matching needs: the type, and for operational events
--- the webhook they are about. events_created serves the range; ties on created_at (one group
--- commit shares it) are ordered by id in an incremental sort of at most one batch.
-SELECT e.id, e.type, e.created_at,
+-- the webhook they are about, and the one webhook a ping or test send was addressed to.
+-- events_created serves the range; ties on created_at (one group commit shares it) are
+-- ordered by id in an incremental sort of at most one batch.
+SELECT e.id, e.type, e.created_at, e.sent_to,
        CASE WHEN starts_with(e.type, 'dispatcher.') THEN e.data ->> 'webhook_id' END AS about
 FROM events e
 WHERE e.created_at >= $1

@@ -2,12 +2,13 @@
 -- The group commit, in one statement (so one round trip, no BEGIN/COMMIT): many events, and
 -- the fan-out rows of those that were new. Returns the ids that were new; a duplicate's
 -- deliveries are dropped with it. Leased rows ($9 true) are handed to this instance's engine
--- in-process; the others wait for a scheduler to claim them.
+-- in-process; the others wait for a scheduler to claim them. $13 is the webhook a ping or test
+-- send is addressed to (NULL for the others).
 WITH new_events AS (
-    INSERT INTO events (id, type, data, occurred_at)
-    SELECT e.id, e.type, e.data::json, e.occurred_at
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
-         AS e(id, type, data, occurred_at)
+    INSERT INTO events (id, type, data, occurred_at, sent_to)
+    SELECT e.id, e.type, e.data::json, e.occurred_at, e.sent_to
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $13::text[])
+         AS e(id, type, data, occurred_at, sent_to)
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 ), new_deliveries AS (
