@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import functools
 import gc
+import inspect
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,8 +16,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO, NoReturn, TypeVar, cast
+from typing import Any, BinaryIO, Literal, NoReturn, TypeVar, cast
 
 import asyncpg
 import click
@@ -33,9 +36,12 @@ from dispatcher.client import (
     Delivery,
     DeliveryStatus,
     DispatcherError,
+    Event,
+    EventAccepted,
     EventType,
     Page,
     Webhook,
+    WebhookChanges,
     WebhookOptions,
 )
 from dispatcher.config import ConfigError, Settings, load_settings
@@ -87,7 +93,36 @@ config_option = click.option(
 )
 
 
-@click.group()
+def summary(text: str | None) -> str:
+    """The first sentence of a command's help, on one line and whole."""
+    if not text:
+        return ""
+    line = " ".join(inspect.cleandoc(text).split("\n\n")[0].split())
+    end = line.find(". ")
+    return line if end < 0 else line[: end + 1]
+
+
+class Group(click.Group):
+    """A command group whose listing shows each command's whole first sentence, wrapped to the
+    terminal's width, where click cuts it to one line ending in "..."."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List the subcommands with their summaries."""
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.short_help or summary(cmd.help)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+# Groups made with @group.group() are Groups too.
+Group.group_class = type
+
+
+@click.group(cls=Group)
 @click.version_option(__version__, prog_name="dispatcher")
 def main() -> None:
     """Dispatcher: a self-hosted webhook dispatcher on Postgres."""
@@ -745,9 +780,222 @@ def webhooks_delete(api: Api, client: Client, webhook_id: str, yes: bool) -> Non
         click.echo(f"{webhook_id}: deleted")
 
 
+class Reset:
+    """``default`` given for a per-webhook override: back to the global setting (null)."""
+
+    def __repr__(self) -> str:
+        return "default"
+
+
+RESET = Reset()
+
+
+def overrides(kind: type[int] | type[float]) -> Callable[..., int | float | Reset | None]:
+    """An option callback: a number of ``kind``, or ``default`` for the global setting."""
+
+    def convert(
+        _ctx: click.Context, _param: click.Parameter, value: str | None
+    ) -> int | float | Reset | None:
+        if value is None:
+            return None
+        if value.strip().lower() == "default":
+            return RESET
+        try:
+            return kind(value)
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a number or 'default'") from None
+
+    return convert
+
+
+def _override(value: int | float | Reset) -> int | float | None:
+    return None if isinstance(value, Reset) else value
+
+
+@webhooks.command("update")
+@click.argument("webhook_id")
+@click.option("--name", default=None, help="A new name.")
+@click.option("--target", default=None, metavar="URL", help="Deliver to this URL instead.")
+@click.option(
+    "--event-type",
+    "-e",
+    "event_types",
+    multiple=True,
+    help="Replace the event types (exact or patterns); repeat for several.",
+)
+@click.option("--description", default=None)
+@click.option(
+    "--header", "headers", multiple=True, help="Replace the extra headers ('Name: value')."
+)
+@click.option("--no-headers", is_flag=True, help="Remove every extra header.")
+@click.option("--metadata", default=None, callback=_json_object, help="Replace it (JSON object).")
+@click.option("--payload/--no-payload", default=None, help="Send the data, or the envelope only.")
+@click.option("--max-retries", metavar="N|default", callback=overrides(int))
+@click.option("--timeout", "timeout_seconds", metavar="SECONDS|default", callback=overrides(float))
+@click.option("--rate-limit", metavar="PER_SECOND|default", callback=overrides(float))
+@click.option("--max-in-flight", metavar="N|default", callback=overrides(int))
+@api_options
+def webhooks_update(
+    api: Api,
+    client: Client,
+    webhook_id: str,
+    name: str | None,
+    target: str | None,
+    event_types: tuple[str, ...],
+    description: str | None,
+    headers: tuple[str, ...],
+    no_headers: bool,
+    metadata: dict[str, Any] | None,
+    payload: bool | None,
+    max_retries: int | Reset | None,
+    timeout_seconds: float | Reset | None,
+    rate_limit: float | Reset | None,
+    max_in_flight: int | Reset | None,
+) -> None:
+    """Change a webhook; what is not given stays as it is.
+
+    The overrides (--max-retries, --timeout, --rate-limit, --max-in-flight) take a number, or
+    `default` for the global setting again.
+
+    \b
+    Example:
+      dispatcher webhooks update wh_01J... --target https://new.example.com/hooks --timeout 5
+    """
+    if no_headers and headers:
+        raise click.UsageError("--header and --no-headers contradict each other")
+    changes: WebhookChanges = {}
+    if name is not None:
+        changes["name"] = name
+    if target is not None:
+        changes["url"] = target
+    if event_types:
+        changes["event_types"] = list(event_types)
+    if description is not None:
+        changes["description"] = description
+    if headers or no_headers:
+        changes["headers"] = dict(_header(h) for h in headers)
+    if metadata is not None:
+        changes["metadata"] = metadata
+    if payload is not None:
+        changes["include_payload"] = payload
+    if max_retries is not None:
+        changes["max_retries"] = cast(int | None, _override(max_retries))
+    if timeout_seconds is not None:
+        changes["timeout_seconds"] = _override(timeout_seconds)
+    if rate_limit is not None:
+        changes["rate_limit_per_second"] = _override(rate_limit)
+    if max_in_flight is not None:
+        changes["max_in_flight"] = cast(int | None, _override(max_in_flight))
+    if not changes:
+        raise click.UsageError("nothing to change: give at least one option (see --help)")
+    webhook = client.update_webhook(webhook_id, **changes)
+    if api.json:
+        _print_json(webhook)
+    else:
+        _show_webhook(webhook)
+
+
+@webhooks.command("ping")
+@click.argument("webhook_id")
+@api_options
+def webhooks_ping(api: Api, client: Client, webhook_id: str) -> None:
+    """Send a webhook.ping event to this webhook only."""
+    _accepted(api, client.ping(webhook_id))
+
+
+@webhooks.command("test")
+@click.argument("webhook_id")
+@click.argument("event_type", metavar="TYPE")
+@click.argument("data", metavar="[JSON]", required=False)
+@api_options
+def webhooks_test(
+    api: Api, client: Client, webhook_id: str, event_type: str, data: str | None
+) -> None:
+    """Send one event of TYPE to this webhook only, with JSON as its data (- reads stdin).
+
+    Without JSON, the event type's first example is sent.
+    """
+    if data is None:
+        answer = client.send_test(webhook_id, event_type)
+    else:
+        answer = client.send_test(webhook_id, event_type, _json_argument(data))
+    _accepted(api, answer)
+
+
+# "30m", "2h", "7d": that long ago.
+_AGO = re.compile(r"(\d+)\s*([smhd])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def since_time(value: str) -> str:
+    """``--since``: an RFC 3339 time as given, or a duration (30m, 2h, 7d) before now."""
+    ago = _AGO.fullmatch(value.strip())
+    if ago is None:
+        return value
+    delta = timedelta(**{_UNITS[ago[2]]: int(ago[1])})
+    return (datetime.now(UTC) - delta).isoformat()
+
+
+@webhooks.command("replay")
+@click.argument("webhook_id")
+@click.option(
+    "--since",
+    required=True,
+    help="An RFC 3339 time, or how long ago: 30m, 2h, 7d.",
+)
+@click.option(
+    "--status",
+    type=click.Choice(["failed", "cancelled", "success", "missing"]),
+    default="failed",
+    show_default=True,
+    help="Re-queue deliveries with this status; missing: send the events it never got.",
+)
+@api_options
+def webhooks_replay(
+    api: Api,
+    client: Client,
+    webhook_id: str,
+    since: str,
+    status: Literal["failed", "cancelled", "success", "missing"],
+) -> None:
+    """Send a webhook's deliveries again: the failed ones (or --status) since a time.
+
+    With --status missing, deliveries are created for the events since then that match the
+    webhook now but were never delivered to it (sent while it was disabled, or before it
+    subscribed); replaying the same window again creates nothing.
+    """
+    count = client.replay(webhook_id, since_time(since), status)
+    if api.json:
+        _print_json({"count": count})
+        return
+    what = "delivery" if count == 1 else "deliveries"
+    done = "created" if status == "missing" else "re-queued"
+    click.echo(f"{webhook_id}: {count} {what} {done}")
+
+
 @main.group()
 def events() -> None:
-    """Publish events to a running server."""
+    """Publish events to a running server, and look at the stored ones."""
+
+
+def _json_argument(raw: str) -> Any:
+    """A JSON command-line argument (``-``: read from stdin)."""
+    text = sys.stdin.read() if raw == "-" else raw
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="JSON") from None
+
+
+def _accepted(api: Api, answer: EventAccepted) -> None:
+    if api.json:
+        _print_json(answer)
+        return
+    note = " (duplicate: already accepted, nothing created)" if answer["duplicate"] else ""
+    n = answer["deliveries"]
+    click.echo(
+        f"{answer['id']}: {answer['type']}, {n} {'delivery' if n == 1 else 'deliveries'}{note}"
+    )
 
 
 @events.command("send")
@@ -765,20 +1013,76 @@ def events_send(
     occurred_at: str | None,
 ) -> None:
     """Publish one event of TYPE with JSON as its data (- reads it from stdin)."""
-    raw = sys.stdin.read() if data == "-" else data
-    try:
-        payload = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="JSON") from None
-    answer = client.publish(event_type, payload, id=event_id, occurred_at=occurred_at)
-    if api.json:
-        _print_json(answer)
-        return
-    note = " (duplicate: already accepted, nothing created)" if answer["duplicate"] else ""
-    n = answer["deliveries"]
-    click.echo(
-        f"{answer['id']}: {answer['type']}, {n} {'delivery' if n == 1 else 'deliveries'}{note}"
+    payload = _json_argument(data)
+    _accepted(api, client.publish(event_type, payload, id=event_id, occurred_at=occurred_at))
+
+
+def _by_status(counts: dict[str, int]) -> str:
+    """An event's deliveries by status, e.g. ``2 success, 1 retrying``."""
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none"
+
+
+@events.command("list")
+@click.option("--type", "event_type", default=None, help="Only events of this type.")
+@click.option("--limit", type=click.IntRange(1, 500), default=None, help="Page size.")
+@click.option("--cursor", default=None, help="Continue after a previous page.")
+@click.option("--all", "every", is_flag=True, help="Follow every page.")
+@api_options
+def events_list(
+    api: Api,
+    client: Client,
+    event_type: str | None,
+    limit: int | None,
+    cursor: str | None,
+    every: bool,
+) -> None:
+    """List stored events, newest first, with their deliveries by status."""
+    page = _all_pages(
+        lambda c: client.list_events(type=event_type, limit=limit, cursor=c), cursor, every
     )
+    if api.json:
+        _print_json(page)
+        return
+    _table(
+        ["ID", "TYPE", "DELIVERIES", "OCCURRED", "CREATED"],
+        [
+            [
+                e["id"],
+                e["type"],
+                _by_status(e["deliveries"]),
+                _when(e["occurred_at"]),
+                _when(e["created_at"]),
+            ]
+            for e in page["data"]
+        ],
+    )
+    _more(page)
+
+
+@events.command("show")
+@click.argument("event_id")
+@api_options
+def events_show(api: Api, client: Client, event_id: str) -> None:
+    """Show one event: its data and its deliveries."""
+    event: Event = client.get_event(event_id)
+    if api.json:
+        _print_json(event)
+        return
+    _fields(
+        [
+            ("id", event["id"]),
+            ("type", event["type"]),
+            ("occurred", _when(event["occurred_at"])),
+            ("created", _when(event["created_at"])),
+            ("deliveries", _by_status(event["deliveries"])),
+        ]
+    )
+    click.echo("data:")
+    click.echo(orjson.dumps(event["data"], option=orjson.OPT_INDENT_2).decode())
+    page = client.list_deliveries(event_id=event_id, limit=500)
+    click.echo()
+    _table(DELIVERY_COLUMNS, [_delivery_row(d) for d in page["data"]])
+    _more(page)
 
 
 @main.group()

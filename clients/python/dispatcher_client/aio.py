@@ -308,9 +308,11 @@ class AsyncClient:
         self,
         webhook_id: str,
         since: str | datetime,
-        status: Literal["failed", "cancelled", "success"] = "failed",
+        status: Literal["failed", "cancelled", "success", "missing"] = "failed",
     ) -> int:
-        """Re-queue the webhook's deliveries with ``status`` created since ``since``."""
+        """Re-queue the webhook's deliveries with ``status`` created since ``since``; with
+        ``"missing"``, create deliveries for the events since then that match the webhook now
+        but were never delivered to it. Returns how many."""
         body = {"status": status, "since": timestamp(since)}
         path = f"/webhooks/{seg(webhook_id)}/replay"
         got = await self.request("POST", path, body=body, idempotent=False)
