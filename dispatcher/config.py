@@ -69,6 +69,7 @@ class Settings(BaseModel):
     log_format: Literal["console", "json"] = Field(default_factory=_default_log_format)
     workers: int = Field(1, ge=1, le=64)
     header_timeout_seconds: float = Field(10.0, gt=0, le=3600)
+    body_timeout_seconds: float = Field(60.0, gt=0, le=3600)
 
     @field_validator("publish_tokens", mode="before")
     @classmethod

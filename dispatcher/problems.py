@@ -56,12 +56,16 @@ class Problem(Exception):
         }
         if self.errors is not None:
             body["errors"] = self.errors
-        return web.Response(
+        response = web.Response(
             status=self.status,
             body=orjson.dumps(body),
             content_type=CONTENT_TYPE,
             headers=self.headers,
         )
+        if self.headers.get("Connection") == "close":
+            # The rest of the request (an unread body) is not worth reading: hang up.
+            response.force_close()
+        return response
 
 
 def field_path(loc: Sequence[int | str]) -> str:

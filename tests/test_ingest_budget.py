@@ -232,3 +232,29 @@ def test_limits_default_and_must_hold_one_another() -> None:
         load_settings({"DISPATCHER_MAX_BATCH_BYTES": "100000"})
     with pytest.raises(ConfigError, match=r"^DISPATCHER_INGEST_MEMORY_BYTES: .*BATCH"):
         load_settings({"DISPATCHER_INGEST_MEMORY_BYTES": str(8 * 1024 * 1024)})
+
+
+# --------------------------------------------------------------------------------------------
+# a trickled body
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_408_and_gives_its_bytes_back(
+    make_client: MakeClient, db: asyncpg.Connection
+) -> None:
+    client = await make_client(
+        max_payload_bytes=PAYLOAD,
+        max_batch_bytes=BATCH,
+        ingest_memory_bytes=BUDGET,
+        body_timeout_seconds=0.5,
+    )
+    # A sender that stops half-way (or trickles) would otherwise hold its reservation forever.
+    held = await HeldRequest.open(client, "/v1/events/batch", batch_body(LARGE), sent=1000)
+    status_line = await asyncio.wait_for(held.reader.readline(), 10)
+    assert int(status_line.split()[1]) == 408
+    head = (await asyncio.wait_for(held.reader.readuntil(b"\r\n\r\n"), 10)).lower()
+    assert b"connection: close" in head  # the rest of that body is not waited for
+    held.writer.close()
+    assert budget(client).in_use == 0
+    assert await stored(db) == 0
+    resp = await client.post("/v1/events/batch", data=batch_body(LARGE), headers=JSON)
+    assert resp.status == 202, await resp.text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from aiohttp import hdrs, web
 from pydantic import BaseModel
 
 from dispatcher import nesting
+from dispatcher.app_keys import SETTINGS
 from dispatcher.problems import (
     ClientDisconnected,
     Problem,
@@ -61,6 +63,40 @@ async def read_json(
     refused = unsupported_encoding(request.headers.get(hdrs.CONTENT_ENCODING, ""))
     if refused is not None:
         raise refused
+    # A body trickled in byte by byte would hold its reservation (and a connection) for as
+    # long as the sender likes: the whole body must arrive within the deadline.
+    deadline = request.app[SETTINGS].body_timeout_seconds
+    try:
+        async with asyncio.timeout(deadline):
+            body = await _read_body(request, max_bytes, reserve)
+    except TimeoutError:
+        raise Problem(
+            408,
+            f"The body did not arrive within {deadline:g} seconds.",
+            slug="body-timeout",
+            headers={"Connection": "close"},
+        ) from None
+    if not body.strip():
+        raise Problem(400, "The request needs a JSON body.", slug="malformed")
+    try:
+        if _LONG_NUMBER.search(body):
+            # orjson cannot hold integers beyond 64 bits; the stdlib keeps them exact.
+            value = json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
+        else:
+            value = orjson.loads(body)
+    except (orjson.JSONDecodeError, ValueError, RecursionError) as exc:
+        raise Problem(400, f"The body is not valid JSON: {exc}", slug="malformed") from None
+    # The models cap each value at MAX_JSON_DEPTH and name the field; this bounds what any
+    # handler (and the models' own walk) is handed at all.
+    limit = nesting.MAX_BODY_DEPTH
+    if nesting.text_deeper_than(body, limit) and nesting.deeper_than(value, limit):
+        raise too_deep_body(value)
+    return value
+
+
+async def _read_body(
+    request: web.Request, max_bytes: int, reserve: Callable[[int], None] | None
+) -> bytes:
     # Read in chunks and stop as soon as the limit is passed: a chunked upload without a
     # Content-Length is never buffered beyond the limit.
     chunks: list[bytes] = []
@@ -80,23 +116,7 @@ async def read_json(
         if reserve is not None:
             reserve(size)
         chunks.append(chunk)
-    body = b"".join(chunks)
-    if not body.strip():
-        raise Problem(400, "The request needs a JSON body.", slug="malformed")
-    try:
-        if _LONG_NUMBER.search(body):
-            # orjson cannot hold integers beyond 64 bits; the stdlib keeps them exact.
-            value = json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
-        else:
-            value = orjson.loads(body)
-    except (orjson.JSONDecodeError, ValueError, RecursionError) as exc:
-        raise Problem(400, f"The body is not valid JSON: {exc}", slug="malformed") from None
-    # The models cap each value at MAX_JSON_DEPTH and name the field; this bounds what any
-    # handler (and the models' own walk) is handed at all.
-    limit = nesting.MAX_BODY_DEPTH
-    if nesting.text_deeper_than(body, limit) and nesting.deeper_than(value, limit):
-        raise too_deep_body(value)
-    return value
+    return b"".join(chunks)
 
 
 def too_deep_body(value: Any) -> Problem:
