@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from dispatcher.cli import since_time
+from dispatcher.cli.webhooks import since_time
 from tests.helpers import answer
 from tests.receiver import Receiver
 from tests.test_cli import (

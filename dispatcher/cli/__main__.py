@@ -1,0 +1,5 @@
+"""``python -m dispatcher.cli``, like ``dispatcher``."""
+
+from dispatcher.cli import main
+
+main()
