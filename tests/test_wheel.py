@@ -77,12 +77,13 @@ def get(url: str) -> tuple[int, str, bytes]:
 
 def test_the_wheel_installs_and_serves_from_a_fresh_venv(wheel_venv: Path) -> None:
     venv = wheel_venv / "venv"
-    # The package comes from the venv, not from the checkout.
+    # The package comes from the venv, not from the checkout; the publisher client is in it.
     where = run(
         [
             str(venv / "bin" / "python"),
             "-c",
-            "import dispatcher, admin; print(dispatcher.__file__)",
+            "import dispatcher, admin; from dispatcher.client import Client, AsyncClient;"
+            " print(dispatcher.__file__)",
         ],
         cwd="/",
         env=clean_env(),
