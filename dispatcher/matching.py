@@ -11,12 +11,22 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-# \Z, not $: in Python, $ also matches before a final newline ("a.b\n" passed).
-NAME_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\Z")
-PATTERN_RE = re.compile(r"^(\*|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(\.\*)?)\Z")
+# The rules as JSON Schema (ECMA 262) patterns, for the OpenAPI document; the regexes below
+# are the same with \Z for $ (in Python, $ also matches before a final newline).
+NAME_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+SUBSCRIPTION_PATTERN = r"^(\*|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(\.\*)?)$"
+NAME_RE = re.compile(NAME_PATTERN.removesuffix("$") + r"\Z")
+PATTERN_RE = re.compile(SUBSCRIPTION_PATTERN.removesuffix("$") + r"\Z")
 MAX_NAME = 255
 # Dispatcher's own operational events; "*" does not include them, they must be named.
 OPERATIONAL_PREFIX = "dispatcher."
+# A name producers may use: outside ``dispatcher.`` in any case (see reserved_problem).
+PRODUCER_NAME_PATTERN = (
+    "^(?!"
+    + "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else "\\." for c in OPERATIONAL_PREFIX)
+    + ")"
+    + NAME_PATTERN.removeprefix("^")
+)
 
 
 def name_problem(name: str) -> str | None:

@@ -15,7 +15,7 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from dispatcher import __version__
+from dispatcher import __version__, matching
 from dispatcher.schemas import ProblemOut
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,7 +57,12 @@ def operation(**kwargs: Any) -> Callable[[F], F]:
     return mark
 
 
-STR = {"type": "string", "minLength": 1}
+# A filter value: what dispatcher.api.common.query_str accepts (non-empty, no NUL).
+STR = {"type": "string", "minLength": 1, "pattern": "^[^\\u0000]*$"}
+# An id in a path or a filter: what dispatcher.api.common.path_id lets through.
+ID = {"type": "string", "pattern": "^[A-Za-z0-9_.:~-]{1,255}$"}
+# An event-type name (a ``?type=`` filter, an ``{name}`` in a path).
+NAME = {"type": "string", "pattern": matching.NAME_PATTERN, "maxLength": matching.MAX_NAME}
 BOOL = {"type": "boolean"}
 STATUS = {"type": "string", "enum": ["created", "retrying", "success", "failed", "cancelled"]}
 
@@ -108,7 +113,7 @@ def _path_params(path: str) -> list[dict[str, Any]]:
     import re
 
     return [
-        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": n, "in": "path", "required": True, "schema": NAME if n == "name" else ID}
         for n in re.findall(r"{(\w+)}", path)
     ]
 

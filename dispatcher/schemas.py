@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, get_args
 
@@ -21,6 +22,7 @@ from pydantic import (
     Field,
     Strict,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
 from yarl import URL
@@ -137,22 +139,100 @@ def _small_json(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-Name = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_non_blank)]
-Url = Annotated[str, AfterValidator(_check_url)]
+def described(**keywords: Any) -> Any:
+    """JSON Schema keywords for the OpenAPI document alone.
+
+    The validators enforce each rule, with messages of their own; these say the same to clients
+    (and to schemathesis). Where a rule has no exact JSON Schema form (what yarl accepts as a
+    URL), they describe a subset of what is accepted, never more: a request valid by the
+    document is accepted.
+    """
+    return Field(json_schema_extra=keywords)
+
+
+_NUL_FREE = "^[^\\u0000]*$"
+# What str.strip() removes, as an ECMA character class (its \\s differs from Python's).
+_BLANK = (
+    "\\t\\n\\v\\f\\r\\u001c-\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a"
+    "\\u2028\\u2029\\u202f\\u205f\\u3000"
+)
+_NOT_BLANK = f"^[^\\u0000]*[^\\u0000{_BLANK}][^\\u0000]*$"
+# What the URL check (yarl) accepts, as far as a pattern can say: http(s), a host of ASCII
+# characters yarl takes (non-ASCII hosts pass only as valid IDNA), a port up to 65535, any
+# path and query without spaces or control characters, no fragment (an empty one is ignored).
+_PORT = "(0*([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+_URL = (
+    "^[hH][tT][tT][pP][sS]?://[!\"$%&'()*+,.0-9;<=>A-Z^_`a-z{|}~-]+"
+    f"(:{_PORT})?([/?][^\\u0000-\\u0020\\u007f#]*)?#?$"
+)
+_HEADER_NAME_PATTERN = "^[!#$%&'*+\\-.^_`|~0-9A-Za-z]{1,128}$"
+_HEADER_VALUE_PATTERN = "^[\\t\\u0020-\\u007e\\u0080-\\u00ff]{0,4096}$"
+_RESERVED_PATTERN = (
+    "^("
+    + "|".join(
+        "".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in name)
+        for name in sorted(RESERVED_HEADERS)
+    )
+    + ")$"
+)
+_B64 = "[A-Za-z0-9+/]"
+# whsec_ + standard base64 of 24 to 64 bytes: 8 to 21 full groups and a padded tail.
+_SECRET = (
+    f"^whsec_(({_B64}{{4}}){{8,20}}({_B64}{{2}}==|{_B64}{{3}}=)?"
+    f"|({_B64}{{4}}){{21}}({_B64}{{2}}==)?)$"
+)
+
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=255),
+    AfterValidator(_non_blank),
+    described(pattern=_NOT_BLANK),
+]
+Url = Annotated[str, AfterValidator(_check_url), described(maxLength=2048, pattern=_URL)]
 Patterns = Annotated[
-    list[Annotated[str, Field(max_length=255)]],
+    list[Annotated[str, Field(max_length=255), described(pattern=matching.SUBSCRIPTION_PATTERN)]],
     Field(min_length=1, max_length=100),
     AfterValidator(_check_patterns),
 ]
-Headers = Annotated[dict[str, str], AfterValidator(_check_headers)]
-Metadata = Annotated[dict[str, Any], AfterValidator(_small_json)]
-Secret = Annotated[str, Field(max_length=200), AfterValidator(_check_secret)]
-Description = Annotated[str, Field(max_length=2000)]
-MaxRetries = Annotated[int, Field(ge=0, le=100)]
+Headers = Annotated[
+    dict[str, str],
+    AfterValidator(_check_headers),
+    described(
+        maxProperties=50,
+        propertyNames={"pattern": _HEADER_NAME_PATTERN, "not": {"pattern": _RESERVED_PATTERN}},
+        additionalProperties={"type": "string", "pattern": _HEADER_VALUE_PATTERN},
+    ),
+]
+Metadata = Annotated[
+    dict[str, Any],
+    AfterValidator(_small_json),
+    Field(
+        description="A free JSON object: at most 16 KiB as JSON, nested at most "
+        f"{nesting.MAX_JSON_DEPTH} levels deep, without NUL characters."
+    ),
+]
+Secret = Annotated[
+    str, Field(max_length=200), AfterValidator(_check_secret), described(pattern=_SECRET)
+]
+Description = Annotated[str, Field(max_length=2000), described(pattern=_NUL_FREE)]
+
+
+def _whole_number(value: Any) -> Any:
+    # JSON has one kind of number: 3.0 is the integer 3 (to JSON Schema as well).
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+MaxRetries = Annotated[int, Field(ge=0, le=100), BeforeValidator(_whole_number)]
 Timeout = Annotated[float, Field(gt=0, le=300)]
 RateLimit = Annotated[float, Field(gt=0, le=100000)]
-MaxInFlight = Annotated[int, Field(ge=1, le=100000)]
-EventTypeName = Annotated[str, AfterValidator(_check_name)]
+MaxInFlight = Annotated[int, Field(ge=1, le=100000), BeforeValidator(_whole_number)]
+EventTypeName = Annotated[
+    str,
+    AfterValidator(_check_name),
+    described(pattern=matching.NAME_PATTERN, maxLength=matching.MAX_NAME),
+]
 
 
 def _not_reserved(value: str) -> str:
@@ -163,7 +243,11 @@ def _not_reserved(value: str) -> str:
 
 
 # What producers publish and register: any name outside Dispatcher's own ``dispatcher.*``.
-ProducerTypeName = Annotated[EventTypeName, AfterValidator(_not_reserved)]
+ProducerTypeName = Annotated[
+    EventTypeName,
+    AfterValidator(_not_reserved),
+    described(pattern=matching.PRODUCER_NAME_PATTERN),
+]
 
 
 # Timestamps arrive as RFC 3339 strings, so this field alone is not strict.
@@ -178,7 +262,7 @@ def _utc(value: datetime) -> datetime:
     try:
         return value.astimezone(UTC)
     except OverflowError:
-        raise ValueError("is out of range: in UTC it must fall within the years 1 to 9999") from None
+        raise ValueError("is out of range: in UTC it must fall in the years 1 to 9999") from None
 
 
 Timestamp = Annotated[
@@ -268,23 +352,6 @@ class WebhookCreate(Body):
     secret: Secret | None = None
 
 
-class WebhookPatch(Body):
-    """``PATCH /v1/webhooks/{id}``: only the fields sent change; null resets an override."""
-
-    name: Name | None = None
-    url: Url | None = None
-    event_types: Patterns | None = None
-    enabled: bool | None = None
-    description: Description | None = None
-    headers: Headers | None = None
-    metadata: Metadata | None = None
-    include_payload: bool | None = None
-    max_retries: MaxRetries | None = None
-    timeout_seconds: Timeout | None = None
-    rate_limit_per_second: RateLimit | None = None
-    max_in_flight: MaxInFlight | None = None
-
-
 # Fields of WebhookPatch that must not be null when present.
 PATCH_NOT_NULL = frozenset(
     {
@@ -298,6 +365,39 @@ PATCH_NOT_NULL = frozenset(
         "include_payload",
     }
 )
+
+
+def _not_nullable(*names: str) -> Callable[[dict[str, Any], type], None]:
+    """For the document of a PATCH body: these fields may be left out but not sent as null
+    (their Python type is Optional only to tell "absent" from a value)."""
+
+    def edit(schema: dict[str, Any], _model: type) -> None:
+        for name in names:
+            prop = schema["properties"].get(name, {})
+            options = [o for o in prop.pop("anyOf", []) if o != {"type": "null"}]
+            if len(options) == 1:
+                prop.update(options[0])
+
+    return edit
+
+
+class WebhookPatch(Body):
+    """``PATCH /v1/webhooks/{id}``: only the fields sent change; null resets an override."""
+
+    model_config = ConfigDict(json_schema_extra=_not_nullable(*PATCH_NOT_NULL))
+
+    name: Name | None = None
+    url: Url | None = None
+    event_types: Patterns | None = None
+    enabled: bool | None = None
+    description: Description | None = None
+    headers: Headers | None = None
+    metadata: Metadata | None = None
+    include_payload: bool | None = None
+    max_retries: MaxRetries | None = None
+    timeout_seconds: Timeout | None = None
+    rate_limit_per_second: RateLimit | None = None
+    max_in_flight: MaxInFlight | None = None
 
 
 class Webhook(BaseModel):
@@ -351,6 +451,7 @@ def _a_schema(value: Any) -> Any:
 TypeSchema = Annotated[
     Any,
     AfterValidator(_a_schema),
+    WithJsonSchema({"type": ["object", "boolean", "null"]}),
     _json_size(64 * 1024),
     Field(
         alias="schema",
@@ -381,6 +482,8 @@ class EventTypeCreate(Body):
 
 class EventTypePatch(Body):
     """``PATCH /v1/event-types/{name}``: only the fields sent change; ``schema: null`` drops it."""
+
+    model_config = ConfigDict(json_schema_extra=_not_nullable("examples"))
 
     description: Description | None = None
     enabled: bool | None = None
@@ -426,7 +529,10 @@ class EventIn(Body):
 
     type: ProducerTypeName
     data: Any = Field(
-        ..., description="Any JSON value; sent to receivers as is.", json_schema_extra=ANY_JSON
+        ...,
+        description="Any JSON value, nested at most "
+        f"{nesting.MAX_JSON_DEPTH} levels deep; sent to receivers as is.",
+        json_schema_extra=ANY_JSON,
     )
     id: EventId | None = None
     occurred_at: Timestamp | None = None

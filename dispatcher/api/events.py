@@ -17,7 +17,7 @@ from dispatcher.app_keys import INGEST_BUDGET, INGESTOR, POOL, SETTINGS
 from dispatcher.budget import Reservation
 from dispatcher.ingest import NewEvent
 from dispatcher.matching import name_problem
-from dispatcher.openapi import PAGINATION, STR, Param, operation
+from dispatcher.openapi import NAME, PAGINATION, Param, operation
 from dispatcher.pagination import encode_cursor, page_from_query
 from dispatcher.problems import Problem, invalid, not_found, unavailable
 from dispatcher.schemas import (
@@ -137,7 +137,7 @@ def _event(row: Any) -> dict[str, Any]:
     summary="List events",
     tag="events",
     responses={200: EventPage},
-    query=(*PAGINATION, Param("type", STR)),
+    query=(*PAGINATION, Param("type", NAME)),
 )
 async def list_events(request: web.Request) -> web.Response:
     """Events, newest first; ``?type=`` filters."""

@@ -16,7 +16,7 @@ from dispatcher.app_keys import ENGINE, INGESTOR, POOL, REGISTRY, SCHEDULER, SET
 from dispatcher.fanout import Routing
 from dispatcher.ingest import NewEvent
 from dispatcher.matching import name_problem
-from dispatcher.openapi import BOOL, PAGINATION, STATUS, STR, Param, operation
+from dispatcher.openapi import BOOL, NAME, PAGINATION, STATUS, STR, Param, operation
 from dispatcher.pagination import page_body, page_from_query
 from dispatcher.problems import Problem, invalid, not_found, validation_failed
 from dispatcher.schemas import (
@@ -88,7 +88,7 @@ async def create_webhook(request: web.Request) -> web.Response:
     query=(
         *PAGINATION,
         Param("enabled", BOOL),
-        Param("event_type", STR, "webhooks that receive this type"),
+        Param("event_type", NAME, "webhooks that receive this type"),
     ),
 )
 async def list_webhooks(request: web.Request) -> web.Response:
