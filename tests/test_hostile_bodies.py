@@ -293,3 +293,16 @@ async def test_a_trailing_newline_is_not_part_of_a_valid_name(
     assert resp.status == 422, await resp.text()
     assert [e["field"] for e in (await resp.json())["errors"]] == [field]
     assert await snapshot(db) == before
+
+
+async def test_an_integral_float_is_an_integer(client: Any, db: asyncpg.Connection) -> None:
+    """JSON (and JSON Schema) has one kind of number: 3.0 is the integer 3; 3.5 is not one."""
+    resp = await client.post(
+        "/v1/webhooks", json=webhook_body(max_retries=3.0, max_in_flight=10.0), headers=ADMIN
+    )
+    assert resp.status == 201, await resp.text()
+    assert (await resp.json())["max_retries"] == 3
+    resp = await client.post("/v1/webhooks", json=webhook_body(max_retries=3.5), headers=ADMIN)
+    assert resp.status == 422
+    assert [e["field"] for e in (await resp.json())["errors"]] == ["max_retries"]
+    assert await db.fetchval("SELECT count(*) FROM webhooks") == 1
