@@ -18,7 +18,15 @@ from aiohttp import web
 
 import admin
 from dispatcher import db, metrics, migrate, openapi, retention
-from dispatcher.api import deliveries, event_types, events, health, send_test, webhooks
+from dispatcher.api import (
+    deliveries,
+    event_types,
+    events,
+    health,
+    send_test,
+    tenants,
+    webhooks,
+)
 from dispatcher.app_keys import (
     DSN,
     ENGINE,
@@ -154,7 +162,7 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings, dsn: str, tokens: Tokens) -> web.Application:
     """Build the application; the database pool opens when the app starts."""
     app = web.Application(
-        middlewares=[request_context, problem_middleware, auth_middleware(tokens)],
+        middlewares=[request_context, problem_middleware, auth_middleware(tokens, POOL)],
         client_max_size=settings.max_payload_bytes + 65536,
     )
     app[SETTINGS] = settings
@@ -163,7 +171,7 @@ def create_app(settings: Settings, dsn: str, tokens: Tokens) -> web.Application:
     app[INGEST_BUDGET] = ByteBudget(settings.ingest_memory_bytes)
     app.cleanup_ctx.append(_pool_ctx)
     app.cleanup_ctx.append(_engine_ctx)
-    for module in (health, webhooks, send_test, event_types, events, deliveries):
+    for module in (health, webhooks, send_test, event_types, events, deliveries, tenants):
         app.add_routes(module.routes)
     app.router.add_get("/metrics", metrics.handler)
     app.router.add_get("/v1/openapi.json", openapi.handler)

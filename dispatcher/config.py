@@ -14,6 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -70,6 +71,10 @@ class Settings(BaseModel):
     workers: int = Field(1, ge=1, le=64)
     header_timeout_seconds: float = Field(10.0, gt=0, le=3600)
     body_timeout_seconds: float = Field(60.0, gt=0, le=3600)
+    # The base of links Dispatcher hands out (portal links); None: http://HOST:PORT.
+    public_url: str | None = None
+    # CSP frame-ancestors of the tenant portal: the origins that may embed it.
+    portal_frame_ancestors: str = "'self'"
 
     @field_validator("publish_tokens", mode="before")
     @classmethod
@@ -109,6 +114,39 @@ class Settings(BaseModel):
         if batch is not None and value < batch:
             raise ValueError(f"must be at least DISPATCHER_MAX_BATCH_BYTES ({batch})")
         return value
+
+    @field_validator("public_url", mode="before")
+    @classmethod
+    def _public_url(cls, value: Any) -> Any:
+        if value == "" or value is None:
+            return None
+        if not isinstance(value, str):
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL such as https://hooks.example.com")
+        if parts.query or parts.fragment or any(c <= " " for c in value):
+            raise ValueError("must be a plain base URL, without spaces, query or #fragment")
+        return value.rstrip("/")
+
+    @field_validator("portal_frame_ancestors")
+    @classmethod
+    def _frame_ancestors(cls, value: str) -> str:
+        # One CSP directive's source list (commas read as spaces): a ; or a control character
+        # would end or break the header.
+        value = value.replace(",", " ")
+        if not value.strip() or any(c == ";" or c < " " or c == "\x7f" for c in value):
+            raise ValueError(
+                "must be a space-separated list of CSP sources such as 'self' https://app.example.com"
+            )
+        return " ".join(value.split())
+
+    def public_base_url(self) -> str:
+        """``DISPATCHER_PUBLIC_URL``, or ``http://HOST:PORT`` when it is unset."""
+        if self.public_url:
+            return self.public_url
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @field_validator("database_url", "admin_token", mode="before")
     @classmethod

@@ -269,6 +269,9 @@ Timestamp = Annotated[
     AwareDatetime, Strict(False), BeforeValidator(_timestamp_text), AfterValidator(_utc)
 ]
 EventId = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:~-]+$")]
+# A tenant's id: the operator's key for the customer (as the tenants table's CHECK has it).
+TENANT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+TenantId = Annotated[str, Field(min_length=1, max_length=128, pattern=TENANT_ID_PATTERN)]
 
 
 def _nul_path(value: Any, path: str) -> str | None:
@@ -654,3 +657,98 @@ class HealthOut(BaseModel):
 
     status: str
     checks: dict[str, Any] | None = None
+
+
+# --- tenants ----------------------------------------------------------------------------------
+
+# How long a tenant token may last (no expires_in: until revoked), and a portal link.
+TOKEN_EXPIRES_IN = (60, 10 * 365 * 86400)
+PORTAL_EXPIRES_IN = (60, 7 * 86400)
+PORTAL_DEFAULT_EXPIRES_IN = 3600
+
+
+class TenantCreate(Body):
+    """``POST /v1/tenants``."""
+
+    id: TenantId = Field(description="Your key for the customer: 1 to 128 letters, digits and ._:-")
+    name: Name
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class TenantPatch(Body):
+    """``PATCH /v1/tenants/{id}``: only the fields sent change."""
+
+    model_config = ConfigDict(json_schema_extra=_not_nullable("name", "metadata"))
+
+    name: Name | None = None
+    metadata: Metadata | None = None
+
+
+class Tenant(BaseModel):
+    """A tenant (one of your customers)."""
+
+    id: str
+    name: str
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class TenantPage(BaseModel):
+    """A page of tenants."""
+
+    data: list[Tenant]
+    next_cursor: str | None
+
+
+class TenantTokenIn(Body):
+    """``POST /v1/tenants/{id}/tokens``: the token lasts ``expires_in`` seconds, or until
+    revoked when left out."""
+
+    expires_in: (
+        Annotated[
+            int,
+            Field(ge=TOKEN_EXPIRES_IN[0], le=TOKEN_EXPIRES_IN[1]),
+            BeforeValidator(_whole_number),
+        ]
+        | None
+    ) = None
+
+
+class TenantToken(BaseModel):
+    """A tenant token as listed (its secret is shown only once, when created)."""
+
+    id: str
+    tenant_id: str
+    created_at: datetime
+    expires_at: datetime | None
+
+
+class TenantTokenCreated(TenantToken):
+    """A new tenant token: ``token`` is the bearer token, shown this once."""
+
+    token: str
+
+
+class TenantTokenPage(BaseModel):
+    """A page of a tenant's tokens."""
+
+    data: list[TenantToken]
+    next_cursor: str | None
+
+
+class PortalLinkIn(Body):
+    """``POST /v1/tenants/{id}/portal``: how long the sign-in link stays good (seconds)."""
+
+    expires_in: Annotated[
+        int,
+        Field(ge=PORTAL_EXPIRES_IN[0], le=PORTAL_EXPIRES_IN[1]),
+        BeforeValidator(_whole_number),
+    ] = PORTAL_DEFAULT_EXPIRES_IN
+
+
+class PortalLinkOut(BaseModel):
+    """A single-use sign-in link to a tenant's portal."""
+
+    url: str
+    expires_at: datetime

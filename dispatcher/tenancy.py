@@ -38,7 +38,7 @@ def principal(request: web.Request) -> Principal:
 
 def scope(request: web.Request) -> str | None:
     """The tenant every query of this request is confined to; None for the operator."""
-    found = request.get(PRINCIPAL)
+    found: Principal | None = request.get(PRINCIPAL)
     if found is None or found.role != "tenant":
         return None
     return found.tenant_id

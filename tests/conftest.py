@@ -24,7 +24,10 @@ from tests.helpers import ADMIN_TOKEN, PUBLISH_TOKEN, with_database
 
 logs.configure("json")
 
-TABLES = "attempts, deliveries, events, webhook_secrets, webhooks, event_types"
+TABLES = (
+    "attempts, deliveries, events, webhook_secrets, webhooks, event_types,"
+    " tenant_tokens, portal_links, tenants"
+)
 
 
 @pytest.fixture(scope="session")
