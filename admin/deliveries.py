@@ -222,7 +222,7 @@ async def delivery_page(request: web.Request) -> web.Response:
     delivery = await store.get(pool, delivery_id, with_attempts=True)
     if delivery is None:
         raise not_found("Delivery", delivery_id)
-    event = await pool.fetchrow(EVENT_Q["get_event"], delivery["event_id"])
+    event = await pool.fetchrow(EVENT_Q["get_event"], delivery["event_id"], None)
     webhook = await webhook_store.get(pool, delivery["webhook_id"])
     stored = await pool.fetchrow(EVENT_Q["event_as_stored"], delivery["event_id"])
     secrets = await webhook_store.secrets_on_record(pool, delivery["webhook_id"])

@@ -82,7 +82,7 @@ async def event_page(request: web.Request) -> web.Response:
     """One event: its data and its deliveries, one per webhook it went to."""
     event_id = path_id(request, "Event")
     pool = request.app[POOL]
-    event = await pool.fetchrow(Q["get_event"], event_id)
+    event = await pool.fetchrow(Q["get_event"], event_id, None)
     if event is None:
         raise not_found("Event", event_id)
     deliveries = await delivery_store.list_page(

@@ -1,8 +1,10 @@
 """Fan-out: which webhooks get a delivery for an event.
 
 Reads only the in-memory :class:`~dispatcher.registry.Registry`: enabled webhooks whose
-patterns match the type, none when the catalogue disables the type. A ping goes to exactly one
-webhook; an operational event about a webhook never goes to that webhook.
+patterns match the type, none when the catalogue disables the type. An event with a tenant
+goes only to that tenant's webhooks, one without only to the operator's. A ping goes to
+exactly one webhook; an operational event about a webhook never goes to that webhook, and
+one about a tenant's webhook goes to the operator's subscribers and that tenant's own.
 """
 
 from __future__ import annotations
@@ -18,17 +20,27 @@ class Routing:
 
     only: str | None = None  # deliver to this webhook only (ping)
     exclude: str | None = None  # never to this webhook (operational events about it)
+    # An operational event: the operator's subscribers too, besides the event's tenant's.
+    operator_too: bool = False
 
 
 DEFAULT = Routing()
 
 
-def targets(registry: Registry, event_type: str, routing: Routing = DEFAULT) -> list[WebhookSpec]:
-    """The webhooks an event of ``event_type`` is delivered to."""
+def targets(
+    registry: Registry,
+    event_type: str,
+    routing: Routing = DEFAULT,
+    tenant_id: str | None = None,
+) -> list[WebhookSpec]:
+    """The webhooks an event of ``event_type`` for ``tenant_id`` is delivered to."""
     if routing.only is not None:
         spec = registry.webhooks.get(routing.only)
-        return [spec] if spec is not None and spec.enabled else []
-    found = registry.targets(event_type)
+        ok = spec is not None and spec.enabled and spec.tenant_id == tenant_id
+        return [spec] if ok and spec is not None else []
+    found = registry.targets(event_type, tenant_id)
+    if routing.operator_too and tenant_id is not None:
+        found = registry.targets(event_type, None) + found
     if routing.exclude is not None:
         found = [w for w in found if w.id != routing.exclude]
     return found

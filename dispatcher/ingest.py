@@ -66,6 +66,8 @@ class NewEvent:
     data_json: bytes
     occurred_at: datetime
     routing: fanout.Routing = fanout.DEFAULT
+    # The tenant it is for (None: the operator's own); checked to exist before it gets here.
+    tenant_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,10 +196,11 @@ class Ingestor:
         d_hooks: list[str] = []
         d_types: list[str] = []
         d_leased: list[bool] = []
+        d_tenants: list[str | None] = []
         jobs: list[Job] = []
         fanned: dict[str, int] = {}
         for e in unique:
-            hooks = fanout.targets(self.registry, e.type, e.routing)
+            hooks = fanout.targets(self.registry, e.type, e.routing, e.tenant_id)
             fanned[e.id] = len(hooks)
             if not hooks:
                 continue
@@ -210,6 +213,9 @@ class Ingestor:
                 d_hooks.append(spec.id)
                 d_types.append(e.type)
                 d_leased.append(leased)
+                # The webhook's tenant: an operational event about a tenant's webhook also
+                # reaches the operator's, whose delivery is the operator's, not the tenant's.
+                d_tenants.append(spec.tenant_id)
                 if leased:
                     jobs.append(Job(did, spec.id, payload, 0, 0, now))
         async with self.pool.acquire() as conn:
@@ -231,6 +237,8 @@ class Ingestor:
                     engine.settings.lease_seconds if engine is not None else 30.0,
                     now,  # created_at: the jobs' age (and outcome fence) starts here
                     [e.routing.only for e in by_id],
+                    [e.tenant_id for e in by_id],
+                    d_tenants,
                 )
             }
             duplicates = [e.id for e in unique if e.id not in inserted]

@@ -129,6 +129,8 @@ class Listener:
             self.scheduler.wake.set()
         elif kind == "event_type":
             await self.registry.refresh_event_types(self.pool)
+        elif kind == "tenant":
+            await self.registry.refresh_tenant(self.pool, str(change.get("id")))
         elif kind == "wake":
             self.scheduler.wake.set()
         elif kind == "cancel":

@@ -52,11 +52,14 @@ async def replay_missing(
     *,
     batch: int = BATCH,
     dry_run: bool = False,
+    scope: str | None = None,
 ) -> int:
     """Create the webhook's missing deliveries for events since ``since``; return how many.
 
-    With ``dry_run`` nothing is created: the answer is how many would be (the console's
-    preview).
+    Only its tenant's events are considered (for an operator's webhook, the operator's and
+    operational events about any webhook), found in SQL from the webhook itself, within
+    ``scope``. With ``dry_run`` nothing is created: the answer is how many would be (the
+    console's preview).
     """
     matcher = Matcher.compile(event_types)
     created = 0
@@ -68,6 +71,8 @@ async def replay_missing(
             after[0] if after else None,
             after[1] if after else None,
             batch,
+            webhook_id,
+            scope,
         )
         if not rows:
             return created

@@ -5,7 +5,8 @@
 ``dispatcher.delivery.failed`` (a delivery that ran out of retries) go to webhooks that
 subscribe to them, so operators can be paged by webhook. They never go to the webhook they
 are about, and a failed delivery of an operational event publishes nothing, so they cannot
-loop.
+loop. One about a tenant's webhook is that tenant's event: it goes to the operator's
+subscribers and to that tenant's own, never to another tenant's.
 """
 
 from __future__ import annotations
@@ -51,13 +52,17 @@ class Publisher:
 
     def publish(self, event_type: str, data: dict[str, Any], about_webhook: str) -> None:
         """Queue one operational event about ``about_webhook`` (never delivered to it)."""
+        # The webhook's tenant from the registry (its tenant never changes); one gone from
+        # it meanwhile is not known to belong to any tenant, so only the operator hears.
+        spec = self.ingestor.registry.webhooks.get(about_webhook)
         self._pending.append(
             NewEvent(
                 id=ids.event_id(),
                 type=event_type,
                 data_json=orjson.dumps(data),
                 occurred_at=datetime.now(UTC),
-                routing=Routing(exclude=about_webhook),
+                routing=Routing(exclude=about_webhook, operator_too=True),
+                tenant_id=spec.tenant_id if spec is not None else None,
             )
         )
         if self._flusher is None:

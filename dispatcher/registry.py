@@ -7,6 +7,7 @@ Reads are plain dict lookups on the event loop: no locks, no database round trip
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ from dispatcher.matching import Matcher
 from dispatcher.schemas import RESERVED_HEADERS
 from dispatcher.store import Executor
 from dispatcher.store import event_types as event_type_store
+from dispatcher.store import tenant_ids as tenant_id_store
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +46,8 @@ class WebhookSpec:
     target: URL = field(default_factory=lambda: URL())
     # Set while its attempts are failing (dispatcher.webhook.failing was published).
     failing_since: datetime | None = None
+    # The tenant it belongs to (None: the operator's own); fan-out looks webhooks up by it.
+    tenant_id: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", URL(self.url))
@@ -87,6 +91,8 @@ def _spec(row: asyncpg.Record) -> WebhookSpec:
         max_in_flight=row["max_in_flight"],
         secrets=tuple(secrets),
         failing_since=row["failing_since"],
+        # Interned: a tenant's webhooks (and every index key) share one string.
+        tenant_id=sys.intern(row["tenant_id"]) if row["tenant_id"] is not None else None,
     )
 
 
@@ -109,16 +115,30 @@ def _schemas(rows: list[asyncpg.Record], before: dict[str, TypeSchema]) -> dict[
     return found
 
 
+# Per tenant, at most this many event types' fan-out answers are kept (type names are the
+# producers' to choose; memory must not grow without bound).
+CACHED_TYPES = 10_000
+# Tenants whose answers are kept at once (beyond it the cache starts again).
+CACHED_TENANTS = 200_000
+
+
 @dataclass
 class Registry:
-    """Webhooks by id, the catalogue's disabled event types and its compiled schemas."""
+    """Webhooks by id and by tenant, tenant ids, the catalogue's disabled event types and its
+    compiled schemas."""
 
     webhooks: dict[str, WebhookSpec] = field(default_factory=dict)
     disabled_types: frozenset[str] = frozenset()
     # Types whose events' data is validated at ingestion.
     schemas: dict[str, TypeSchema] = field(default_factory=dict)
-    # Fan-out answers per event type, dropped whenever anything changes.
-    _by_type: dict[str, list[WebhookSpec]] = field(default_factory=dict)
+    # Every tenant's id: ingestion checks an event's tenant_id here (the database only when
+    # an id is not in it, for a tenant created a moment ago on another instance).
+    tenants: set[str] = field(default_factory=set)
+    # Webhooks by tenant (None: the operator's), so fan-out never looks at other tenants'.
+    _by_tenant: dict[str | None, dict[str, WebhookSpec]] = field(default_factory=dict)
+    # Fan-out answers per tenant and event type; a tenant's are dropped when its webhooks
+    # change, all of them when the catalogue does.
+    _by_type: dict[str | None, dict[str, list[WebhookSpec]]] = field(default_factory=dict)
     # Webhook ids refreshed while a full load is reading (one set per load in progress).
     _touched: list[set[str]] = field(default_factory=list)
     _types_version: int = 0
@@ -134,6 +154,7 @@ class Registry:
         try:
             rows = await conn.fetch(_WEBHOOKS_SQL + " ORDER BY w.id")
             types = await event_type_store.registry_rows(conn)
+            tenants = await tenant_id_store.all_ids(conn)
         finally:
             self._touched = [t for t in self._touched if t is not touched]
         fresh = {r["id"]: _spec(r) for r in rows}
@@ -143,6 +164,12 @@ class Registry:
             else:
                 fresh.pop(webhook_id, None)
         self.webhooks = fresh
+        by_tenant: dict[str | None, dict[str, WebhookSpec]] = {}
+        for spec in fresh.values():
+            by_tenant.setdefault(spec.tenant_id, {})[spec.id] = spec
+        self._by_tenant = by_tenant
+        # Ids are interned: 100,000 tenants' ids are kept once, shared with their webhooks.
+        self.tenants = {sys.intern(t) for t in tenants}
         if self._types_version == types_before:
             self._set_types(types)
         self._by_type.clear()
@@ -150,15 +177,43 @@ class Registry:
     async def refresh_webhook(self, conn: Executor, webhook_id: str) -> WebhookSpec | None:
         """Re-read one webhook (None and forgotten if it no longer exists)."""
         row = await conn.fetchrow(_WEBHOOKS_SQL + " WHERE w.id = $1", webhook_id)
-        self._by_type.clear()
         for touched in self._touched:
             touched.add(webhook_id)
+        old = self.webhooks.pop(webhook_id, None)
+        if old is not None:
+            self._forget(old)
         if row is None:
-            self.webhooks.pop(webhook_id, None)
             return None
         spec = _spec(row)
         self.webhooks[webhook_id] = spec
+        self._by_tenant.setdefault(spec.tenant_id, {})[webhook_id] = spec
+        self._by_type.pop(spec.tenant_id, None)
         return spec
+
+    def _forget(self, spec: WebhookSpec) -> None:
+        own = self._by_tenant.get(spec.tenant_id)
+        if own is not None:
+            own.pop(spec.id, None)
+            if not own:
+                del self._by_tenant[spec.tenant_id]
+        self._by_type.pop(spec.tenant_id, None)
+
+    async def refresh_tenant(self, conn: Executor, tenant_id: str) -> None:
+        """Re-read whether one tenant exists (it was created or deleted; its webhooks are
+        NOTIFYed on their own)."""
+        if await tenant_id_store.exists(conn, tenant_id):
+            self.tenants.add(sys.intern(tenant_id))
+        else:
+            self.tenants.discard(tenant_id)
+
+    async def tenant_exists(self, conn: Executor, tenant_id: str) -> bool:
+        """Is there a tenant with this id? From memory; the database only for an unknown id."""
+        if tenant_id in self.tenants:
+            return True
+        if await tenant_id_store.exists(conn, tenant_id):
+            self.tenants.add(sys.intern(tenant_id))
+            return True
+        return False
 
     async def refresh_event_types(self, conn: Executor) -> None:
         """Re-read the catalogue's disabled types and schemas."""
@@ -170,17 +225,22 @@ class Registry:
         self.disabled_types = frozenset(r["name"] for r in rows if not r["enabled"])
         self.schemas = _schemas(rows, self.schemas)
 
-    def targets(self, event_type: str) -> list[WebhookSpec]:
-        """Enabled webhooks that receive events of this type (none if the type is disabled)."""
-        found = self._by_type.get(event_type)
+    def targets(self, event_type: str, tenant_id: str | None = None) -> list[WebhookSpec]:
+        """Enabled webhooks of ``tenant_id`` (None: the operator's) that receive events of
+        this type (none if the type is disabled). Costs nothing per other tenant's webhook."""
+        cached = self._by_type.get(tenant_id)
+        if cached is None:
+            if len(self._by_type) >= CACHED_TENANTS:
+                self._by_type.clear()
+            cached = self._by_type[tenant_id] = {}
+        found = cached.get(event_type)
         if found is None:
-            if event_type in self.disabled_types:
+            own = self._by_tenant.get(tenant_id)
+            if event_type in self.disabled_types or not own:
                 found = []
             else:
-                found = [
-                    w for w in self.webhooks.values() if w.enabled and w.matcher.matches(event_type)
-                ]
-            if len(self._by_type) > 10000:  # unbounded type names must not grow memory forever
-                self._by_type.clear()
-            self._by_type[event_type] = found
+                found = [w for w in own.values() if w.enabled and w.matcher.matches(event_type)]
+            if len(cached) >= CACHED_TYPES:  # unbounded type names must not grow memory
+                cached.clear()
+            cached[event_type] = found
         return found

@@ -353,6 +353,9 @@ class WebhookCreate(Body):
     rate_limit_per_second: RateLimit | None = None
     max_in_flight: MaxInFlight | None = None
     secret: Secret | None = None
+    tenant_id: TenantId | None = Field(
+        None, description="The tenant it belongs to (a tenant token's own when left out)."
+    )
 
 
 # Fields of WebhookPatch that must not be null when present.
@@ -423,6 +426,7 @@ class Webhook(BaseModel):
     max_in_flight: int | None
     created_at: datetime
     updated_at: datetime
+    tenant_id: str | None = Field(description="Its tenant; null: the operator's own.")
     secret: str | None = Field(None, description="Only in the answer to create.")
 
 
@@ -539,6 +543,9 @@ class EventIn(Body):
     )
     id: EventId | None = None
     occurred_at: Timestamp | None = None
+    tenant_id: TenantId | None = Field(
+        None, description="Deliver only to this tenant's webhooks (none: the operator's)."
+    )
 
 
 class EventBatchIn(Body):
@@ -570,6 +577,7 @@ class EventOut(BaseModel):
     data: Any
     occurred_at: datetime
     created_at: datetime
+    tenant_id: str | None
     deliveries: dict[str, int]
 
 
@@ -595,6 +603,7 @@ class DeliveryOut(BaseModel):
     event_id: str
     event_type: str
     webhook_id: str
+    tenant_id: str | None
     status: DeliveryStatus
     attempt_count: int
     created_at: datetime

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from dispatcher import metrics
 from dispatcher.api.common import json_response, path_id, query_str
+from dispatcher.api.scoping import tenant_filter
 from dispatcher.app_keys import ENGINE, POOL, SCHEDULER, SETTINGS
 from dispatcher.openapi import PAGINATION, STATUS, STR, Param, operation
 from dispatcher.pagination import page_body, page_from_query
@@ -15,6 +16,7 @@ from dispatcher.problems import Problem, invalid, not_found
 from dispatcher.schemas import DeliveryDetail, DeliveryOut, DeliveryPage, DeliveryStatus
 from dispatcher.store import deliveries as store
 from dispatcher.store import notify
+from dispatcher.tenancy import scope
 
 routes = web.RouteTableDef()
 STATUSES = frozenset(get_args(DeliveryStatus))
@@ -34,6 +36,8 @@ async def list_response(request: web.Request, webhook_id: str | None) -> web.Res
         webhook_id=webhook_id or query_str(request, "webhook_id"),
         event_id=event_id,
         status=status,
+        scope=scope(request),
+        tenant_id=tenant_filter(request),
     )
     return json_response(page_body(rows, page))
 
@@ -43,10 +47,17 @@ async def list_response(request: web.Request, webhook_id: str | None) -> web.Res
     summary="List deliveries",
     tag="deliveries",
     responses={200: DeliveryPage},
-    query=(*PAGINATION, Param("webhook_id", STR), Param("event_id", STR), Param("status", STATUS)),
+    query=(
+        *PAGINATION,
+        Param("webhook_id", STR),
+        Param("event_id", STR),
+        Param("status", STATUS),
+        Param("tenant_id", STR, "only this tenant's"),
+    ),
 )
 async def list_deliveries(request: web.Request) -> web.Response:
-    """Deliveries, newest first; ``?webhook_id=``, ``?event_id=``, ``?status=`` filter."""
+    """Deliveries, newest first; ``?webhook_id=``, ``?event_id=``, ``?status=``,
+    ``?tenant_id=`` filter."""
     return await list_response(request, None)
 
 
@@ -60,7 +71,9 @@ async def list_deliveries(request: web.Request) -> web.Response:
 async def get_delivery(request: web.Request) -> web.Response:
     """One delivery with every attempt."""
     delivery_id = path_id(request, "Delivery")
-    found = await store.get(request.app[POOL], delivery_id, with_attempts=True)
+    found = await store.get(
+        request.app[POOL], delivery_id, with_attempts=True, scope=scope(request)
+    )
     if found is None:
         raise not_found("Delivery", delivery_id)
     return json_response(found)
@@ -77,9 +90,9 @@ async def retry_delivery(request: web.Request) -> web.Response:
     """Schedule an immediate attempt (409 for a delivery that already succeeded)."""
     delivery_id = path_id(request, "Delivery")
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = await store.retry(conn, delivery_id)
+        row = await store.retry(conn, delivery_id, scope=scope(request))
         if row is None:
-            current = await store.get(conn, delivery_id)
+            current = await store.get(conn, delivery_id, scope=scope(request))
             if current is None:
                 raise not_found("Delivery", delivery_id)
             if current["status"] == "success":
@@ -101,9 +114,9 @@ async def cancel_delivery(request: web.Request) -> web.Response:
     """Cancel a delivery that is still waiting (409 when it has finished)."""
     delivery_id = path_id(request, "Delivery")
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = await store.cancel(conn, delivery_id)
+        row = await store.cancel(conn, delivery_id, scope=scope(request))
         if row is None:
-            current = await store.get(conn, delivery_id)
+            current = await store.get(conn, delivery_id, scope=scope(request))
             if current is None:
                 raise not_found("Delivery", delivery_id)
             raise Problem(

@@ -13,11 +13,12 @@ from aiohttp import web
 from dispatcher import ids
 from dispatcher.api.common import json_response, path_id, query_str, read_json
 from dispatcher.api.event_data import check_data
+from dispatcher.api.scoping import known_tenant, tenant_filter
 from dispatcher.app_keys import INGEST_BUDGET, INGESTOR, POOL, SETTINGS
 from dispatcher.budget import Reservation
 from dispatcher.ingest import NewEvent
 from dispatcher.matching import name_problem
-from dispatcher.openapi import NAME, PAGINATION, Param, operation
+from dispatcher.openapi import NAME, PAGINATION, STR, Param, operation
 from dispatcher.pagination import encode_cursor, page_from_query
 from dispatcher.problems import Problem, invalid, not_found, unavailable
 from dispatcher.schemas import (
@@ -29,6 +30,7 @@ from dispatcher.schemas import (
     EventPage,
 )
 from dispatcher.store.events import Q
+from dispatcher.tenancy import scope
 
 routes = web.RouteTableDef()
 
@@ -77,6 +79,7 @@ def to_new_event(event: EventIn, max_bytes: int, field: str = "data") -> NewEven
         data_json=data_json,
         # Stored and re-read as UTC: normalising now keeps every attempt's body identical.
         occurred_at=(event.occurred_at or datetime.now(UTC)).astimezone(UTC),
+        tenant_id=event.tenant_id,
     )
 
 
@@ -96,6 +99,7 @@ async def publish(request: web.Request) -> web.Response:
     with request.app[INGEST_BUDGET].reservation() as held:
         event = EventIn.model_validate(await read_json(request, max_bytes, _reserver(held)))
         check_data(request, [event])
+        await known_tenant(request, event.tenant_id, "tenant_id")
         [answer] = await request.app[INGESTOR].submit([to_new_event(event, max_bytes)])
     return json_response(answer.as_dict(), status=202)
 
@@ -117,6 +121,8 @@ async def publish_batch(request: web.Request) -> web.Response:
         raw = await read_json(request, settings.max_batch_bytes, _reserver(held))
         batch = EventBatchIn.model_validate(raw)
         check_data(request, batch.events, batch=True)
+        for i, e in enumerate(batch.events):
+            await known_tenant(request, e.tenant_id, f"events[{i}].tenant_id")
         events = [
             to_new_event(e, max_bytes, field=f"events[{i}].data")
             for i, e in enumerate(batch.events)
@@ -137,10 +143,10 @@ def _event(row: Any) -> dict[str, Any]:
     summary="List events",
     tag="events",
     responses={200: EventPage},
-    query=(*PAGINATION, Param("type", NAME)),
+    query=(*PAGINATION, Param("type", NAME), Param("tenant_id", STR, "only this tenant's")),
 )
 async def list_events(request: web.Request) -> web.Response:
-    """Events, newest first; ``?type=`` filters."""
+    """Events, newest first; ``?type=`` and ``?tenant_id=`` filter."""
     page = page_from_query(request.query)
     event_type = query_str(request, "type")
     if event_type is not None and name_problem(event_type):
@@ -154,7 +160,13 @@ async def list_events(request: web.Request) -> web.Response:
         except ValueError:
             raise invalid("cursor", "not a cursor returned by this API") from None
     rows = await request.app[POOL].fetch(
-        Q["list_events"], after_ts, after_id, event_type, page.limit + 1
+        Q["list_events"],
+        after_ts,
+        after_id,
+        event_type,
+        page.limit + 1,
+        scope(request),
+        tenant_filter(request),
     )
     data = [_event(r) for r in rows[: page.limit]]
     next_cursor = None
@@ -174,7 +186,7 @@ async def list_events(request: web.Request) -> web.Response:
 async def get_event(request: web.Request) -> web.Response:
     """One event with a count of its deliveries by status."""
     event_id = path_id(request, "Event")
-    row = await request.app[POOL].fetchrow(Q["get_event"], event_id)
+    row = await request.app[POOL].fetchrow(Q["get_event"], event_id, scope(request))
     if row is None:
         raise not_found("Event", event_id)
     return json_response(_event(row))

@@ -15,7 +15,7 @@ from aiohttp import web
 from dispatcher import ids
 from dispatcher.api.common import json_response, read_model
 from dispatcher.api.webhooks import existing
-from dispatcher.app_keys import INGESTOR, POOL
+from dispatcher.app_keys import INGESTOR, POOL, REGISTRY
 from dispatcher.db import dumps_exact
 from dispatcher.event_schemas import SchemaError, compile_schema, errors_in
 from dispatcher.fanout import Routing
@@ -68,18 +68,29 @@ async def send_test_event(request: web.Request) -> web.Response:
         raise Problem(409, "The webhook is disabled; enable it to send it a test.", slug="conflict")
     stored = await event_type_store.get(request.app[POOL], body.event_type)
     data = data_to_send(body, stored)
-    answer = await send(request, webhook["id"], body.event_type, data)
+    answer = await send(request, webhook["id"], body.event_type, data, webhook["tenant_id"])
     return json_response(answer, status=202)
 
 
-async def send(request: web.Request, webhook_id: str, event_type: str, data: Any) -> dict[str, Any]:
-    """Store and deliver one event to this webhook alone; the ingestion answer."""
+async def send(
+    request: web.Request,
+    webhook_id: str,
+    event_type: str,
+    data: Any,
+    tenant_id: str | None = None,
+) -> dict[str, Any]:
+    """Store and deliver one event to this webhook alone; the ingestion answer. The event is
+    the webhook's tenant's (``tenant_id``, else the registry's record of the webhook)."""
+    if tenant_id is None:
+        spec = request.app[REGISTRY].webhooks.get(webhook_id)
+        tenant_id = spec.tenant_id if spec is not None else None
     event = NewEvent(
         id=ids.event_id(),
         type=event_type,
         data_json=dumps_exact(data).encode(),
         occurred_at=datetime.now(UTC),
         routing=Routing(only=webhook_id),
+        tenant_id=tenant_id,
     )
     [answer] = await request.app[INGESTOR].submit([event])
     return answer.as_dict()

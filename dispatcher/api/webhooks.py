@@ -12,6 +12,7 @@ from aiohttp import web
 from dispatcher import ids, missed, targets
 from dispatcher.api import deliveries as delivery_api
 from dispatcher.api.common import json_response, path_id, query_bool, query_str, read_model
+from dispatcher.api.scoping import owner_of_new, tenant_filter
 from dispatcher.app_keys import ENGINE, INGESTOR, POOL, REGISTRY, SCHEDULER, SETTINGS
 from dispatcher.fanout import Routing
 from dispatcher.ingest import NewEvent
@@ -34,6 +35,7 @@ from dispatcher.schemas import (
 from dispatcher.store import deliveries as delivery_store
 from dispatcher.store import notify
 from dispatcher.store import webhooks as store
+from dispatcher.tenancy import scope
 
 routes = web.RouteTableDef()
 
@@ -58,9 +60,9 @@ async def changed(request: web.Request, webhook_id: str) -> None:
 
 
 async def existing(request: web.Request) -> dict[str, Any]:
-    """The webhook named in the path, or a 404."""
+    """The webhook named in the path (within the caller's scope), or a 404."""
     webhook_id = path_id(request, "Webhook")
-    webhook = await store.get(request.app[POOL], webhook_id)
+    webhook = await store.get(request.app[POOL], webhook_id, scope=scope(request))
     if webhook is None:
         raise not_found("Webhook", webhook_id)
     return webhook
@@ -71,8 +73,10 @@ async def existing(request: web.Request) -> dict[str, Any]:
     summary="Register a webhook", tag="webhooks", body=WebhookCreate, responses={201: Webhook}
 )
 async def create_webhook(request: web.Request) -> web.Response:
-    """Register a webhook; the answer includes its signing secret."""
+    """Register a webhook; the answer includes its signing secret. A tenant token's webhook
+    is its tenant's; the operator may name a tenant (``tenant_id``)."""
     body = await read_model(request, WebhookCreate)
+    body.tenant_id = await owner_of_new(request, body.tenant_id, "tenant_id")
     await check_target(request, body.url)
     async with request.app[POOL].acquire() as conn:
         webhook = await store.create(conn, body)
@@ -89,10 +93,12 @@ async def create_webhook(request: web.Request) -> web.Response:
         *PAGINATION,
         Param("enabled", BOOL),
         Param("event_type", NAME, "webhooks that receive this type"),
+        Param("tenant_id", STR, "only this tenant's"),
     ),
 )
 async def list_webhooks(request: web.Request) -> web.Response:
-    """List webhooks, newest first; ``?enabled=`` and ``?event_type=`` filter."""
+    """List webhooks, newest first; ``?enabled=``, ``?event_type=`` and ``?tenant_id=``
+    filter."""
     page = page_from_query(request.query)
     event_type = query_str(request, "event_type")
     if event_type is not None and name_problem(event_type):
@@ -103,6 +109,8 @@ async def list_webhooks(request: web.Request) -> web.Response:
         limit=page.limit + 1,
         enabled=query_bool(request, "enabled"),
         event_type=event_type,
+        scope=scope(request),
+        tenant_id=tenant_filter(request),
     )
     return json_response(page_body(rows, page))
 
@@ -111,11 +119,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
 @operation(summary="A webhook", tag="webhooks", responses={200: Webhook}, problems=(404,))
 async def get_webhook(request: web.Request) -> web.Response:
     """One webhook."""
-    webhook_id = path_id(request, "Webhook")
-    webhook = await store.get(request.app[POOL], webhook_id)
-    if webhook is None:
-        raise not_found("Webhook", webhook_id)
-    return json_response(webhook)
+    return json_response(await existing(request))
 
 
 @routes.patch("/v1/webhooks/{id}")
@@ -141,7 +145,7 @@ async def patch_webhook(request: web.Request) -> web.Response:
     if changes.get("url"):
         await check_target(request, changes["url"])
     async with request.app[POOL].acquire() as conn:
-        webhook = await store.update(conn, webhook_id, changes)
+        webhook = await store.update(conn, webhook_id, changes, scope=scope(request))
     if webhook is None:
         raise not_found("Webhook", webhook_id)
     await changed(request, webhook_id)
@@ -159,7 +163,7 @@ async def delete_webhook(request: web.Request) -> web.Response:
     """Delete a webhook; its unfinished deliveries become ``cancelled``."""
     webhook_id = path_id(request, "Webhook")
     async with request.app[POOL].acquire() as conn:
-        if not await store.delete(conn, webhook_id):
+        if not await store.delete(conn, webhook_id, scope=scope(request)):
             raise not_found("Webhook", webhook_id)
     await changed(request, webhook_id)
     return web.Response(status=204)
@@ -168,7 +172,7 @@ async def delete_webhook(request: web.Request) -> web.Response:
 async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
     webhook_id = path_id(request, "Webhook")
     async with request.app[POOL].acquire() as conn:
-        webhook = await store.set_enabled(conn, webhook_id, enabled, "manual")
+        webhook = await store.set_enabled(conn, webhook_id, enabled, "manual", scope=scope(request))
     if webhook is None:
         raise not_found("Webhook", webhook_id)
     await changed(request, webhook_id)
@@ -199,7 +203,7 @@ async def enable_webhook(request: web.Request) -> web.Response:
 async def get_secret(request: web.Request) -> web.Response:
     """The current signing secret."""
     webhook_id = path_id(request, "Webhook")
-    secret = await store.current_secret(request.app[POOL], webhook_id)
+    secret = await store.current_secret(request.app[POOL], webhook_id, scope=scope(request))
     if secret is None:
         raise not_found("Webhook", webhook_id)
     return json_response({"secret": secret})
@@ -214,7 +218,7 @@ async def rotate_secret(request: web.Request) -> web.Response:
     webhook_id = path_id(request, "Webhook")
     grace = request.app[SETTINGS].secret_grace_seconds
     async with request.app[POOL].acquire() as conn:
-        secret = await store.rotate_secret(conn, webhook_id, grace)
+        secret = await store.rotate_secret(conn, webhook_id, grace, scope=scope(request))
     if secret is None:
         raise not_found("Webhook", webhook_id)
     await changed(request, webhook_id)
@@ -239,6 +243,7 @@ async def ping_webhook(request: web.Request) -> web.Response:
         data_json=orjson.dumps({"webhook_id": webhook["id"], "message": "ping"}),
         occurred_at=datetime.now(UTC),
         routing=Routing(only=webhook["id"]),
+        tenant_id=webhook["tenant_id"],
     )
     [answer] = await request.app[INGESTOR].submit([event])
     return json_response(answer.as_dict(), status=202)
@@ -266,11 +271,14 @@ async def replay_webhook(request: web.Request) -> web.Response:
                 webhook["event_types"],
                 request.app[REGISTRY].disabled_types,
                 body.since,
+                scope=scope(request),
             )
             await notify(conn, "wake")
         else:
             async with conn.transaction():
-                count = await delivery_store.replay(conn, webhook["id"], body.status, body.since)
+                count = await delivery_store.replay(
+                    conn, webhook["id"], body.status, body.since, scope=scope(request)
+                )
                 await notify(conn, "wake")
     request.app[SCHEDULER].wake.set()
     return json_response({"count": count}, status=202)

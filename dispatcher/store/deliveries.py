@@ -20,6 +20,7 @@ API_FIELDS = (
     "event_id",
     "event_type",
     "webhook_id",
+    "tenant_id",
     "status",
     "attempt_count",
     "created_at",
@@ -40,15 +41,21 @@ def to_api(row: asyncpg.Record) -> dict[str, Any]:
 
 
 async def get(
-    conn: Executor, delivery_id: str, *, with_attempts: bool = False
+    conn: Executor,
+    delivery_id: str,
+    *,
+    with_attempts: bool = False,
+    scope: str | None = None,
 ) -> dict[str, Any] | None:
-    """One delivery, optionally with ``attempts``."""
-    row = await conn.fetchrow(Q["get_delivery"], delivery_id)
+    """One delivery within ``scope`` (a tenant's id; None: any), optionally with
+    ``attempts``."""
+    row = await conn.fetchrow(Q["get_delivery"], delivery_id, scope)
     if row is None:
         return None
     out = to_api(row)
     if with_attempts:
-        out["attempts"] = [dict(a) for a in await conn.fetch(Q["delivery_attempts"], delivery_id)]
+        attempts = await conn.fetch(Q["delivery_attempts"], delivery_id, scope)
+        out["attempts"] = [dict(a) for a in attempts]
     return out
 
 
@@ -60,25 +67,35 @@ async def list_page(
     webhook_id: str | None = None,
     event_id: str | None = None,
     status: str | None = None,
+    scope: str | None = None,
+    tenant_id: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Newest first, filtered."""
-    rows = await conn.fetch(Q["list_deliveries"], after, webhook_id, event_id, status, limit)
+    """Newest first, filtered, within ``scope``."""
+    rows = await conn.fetch(
+        Q["list_deliveries"], after, webhook_id, event_id, status, limit, scope, tenant_id
+    )
     return [to_api(r) for r in rows]
 
 
-async def retry(conn: Executor, delivery_id: str) -> asyncpg.Record | None:
-    """Schedule an immediate attempt; None when missing or already successful."""
-    return await conn.fetchrow(Q["retry_delivery"], delivery_id)
+async def retry(
+    conn: Executor, delivery_id: str, *, scope: str | None = None
+) -> asyncpg.Record | None:
+    """Schedule an immediate attempt; None when missing (in scope) or already successful."""
+    return await conn.fetchrow(Q["retry_delivery"], delivery_id, scope)
 
 
-async def cancel(conn: Executor, delivery_id: str) -> asyncpg.Record | None:
-    """Cancel a waiting delivery; None when missing or finished."""
-    return await conn.fetchrow(Q["cancel_delivery"], delivery_id)
+async def cancel(
+    conn: Executor, delivery_id: str, *, scope: str | None = None
+) -> asyncpg.Record | None:
+    """Cancel a waiting delivery; None when missing (in scope) or finished."""
+    return await conn.fetchrow(Q["cancel_delivery"], delivery_id, scope)
 
 
-async def replay(conn: Executor, webhook_id: str, status: str, since: datetime) -> int:
+async def replay(
+    conn: Executor, webhook_id: str, status: str, since: datetime, *, scope: str | None = None
+) -> int:
     """Re-queue a webhook's deliveries with ``status`` created since ``since``."""
-    result = await conn.execute(Q["replay_webhook"], webhook_id, status, since)
+    result = await conn.execute(Q["replay_webhook"], webhook_id, status, since, scope)
     return int(result.split()[-1])
 
 
@@ -142,9 +159,11 @@ async def cancel_many(conn: Executor, delivery_ids: list[str]) -> list[str]:
     return [r["id"] for r in await conn.fetch(Q["cancel_many"], delivery_ids)]
 
 
-async def count_replay(conn: Executor, webhook_id: str, status: str, since: datetime) -> int:
+async def count_replay(
+    conn: Executor, webhook_id: str, status: str, since: datetime, *, scope: str | None = None
+) -> int:
     """How many deliveries :func:`replay` would re-queue now."""
-    return int(await conn.fetchval(Q["count_replay"], webhook_id, status, since) or 0)
+    return int(await conn.fetchval(Q["count_replay"], webhook_id, status, since, scope) or 0)
 
 
 @dataclass(frozen=True, slots=True)

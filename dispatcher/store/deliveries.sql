@@ -154,18 +154,25 @@ WHERE d.id = ANY($1::text[]) AND d.id = o.id
   AND coalesce(d.requeued_at, d.created_at) = o.age_from;
 
 -- name: get_delivery
--- One delivery.
-SELECT * FROM deliveries WHERE id = $1;
+-- One delivery within scope $2 (a tenant's id; NULL: the operator, any delivery).
+SELECT * FROM deliveries WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2);
 
 -- name: delivery_attempts
--- A delivery's attempts in order.
+-- A delivery's attempts in order, if the delivery is within scope $2.
 SELECT number, started_at, duration_ms, status_code, response_body, error, url
-FROM attempts WHERE delivery_id = $1 ORDER BY number, id;
+FROM attempts
+WHERE delivery_id = $1
+  AND ($2::text IS NULL
+       OR EXISTS (SELECT 1 FROM deliveries d WHERE d.id = $1 AND d.tenant_id = $2))
+ORDER BY number, id;
 
 -- name: list_deliveries
--- Newest first, after a cursor, with optional filters.
+-- Newest first, after a cursor, with optional filters; within scope $6 and, for the
+-- operator, of tenant $7 (deliveries_tenant serves both).
 SELECT * FROM deliveries
-WHERE ($1::text IS NULL OR id < $1)
+WHERE ($6::text IS NULL OR tenant_id = $6)
+  AND ($7::text IS NULL OR tenant_id = $7)
+  AND ($1::text IS NULL OR id < $1)
   AND ($2::text IS NULL OR webhook_id = $2)
   AND ($3::text IS NULL OR event_id = $3)
   AND ($4::text IS NULL OR status = $4)
@@ -185,25 +192,27 @@ SET status = 'retrying',
     requeued_at = now(),
     attempts_base = d.attempt_count,
     updated_at = now()
-WHERE d.id = $1 AND d.status <> 'success'
+WHERE d.id = $1 AND d.status <> 'success' AND ($2::text IS NULL OR d.tenant_id = $2)
   AND EXISTS (SELECT 1 FROM webhooks w WHERE w.id = d.webhook_id)
 RETURNING d.*;
 
 -- name: cancel_delivery
--- Stop a waiting delivery; finished ones are left alone.
+-- Stop a waiting delivery within scope $2; finished ones are left alone.
 UPDATE deliveries
 SET status = 'cancelled', next_attempt_at = NULL, due_at = NULL, lease_owner = NULL,
     lease_until = NULL, updated_at = now()
-WHERE id = $1 AND status IN ('created', 'retrying')
+WHERE id = $1 AND status IN ('created', 'retrying') AND ($2::text IS NULL OR tenant_id = $2)
 RETURNING *;
 
 -- name: replay_webhook
--- Re-queue a webhook's finished deliveries with status $2 created since $3 (held if disabled).
+-- Re-queue a webhook's finished deliveries with status $2 created since $3 (held if
+-- disabled), within scope $4.
 UPDATE deliveries
 SET status = 'retrying', next_attempt_at = now(),
     due_at = CASE WHEN (SELECT w.enabled FROM webhooks w WHERE w.id = $1) THEN now() END,
     requeued_at = now(), attempts_base = attempt_count, updated_at = now()
-WHERE webhook_id = $1 AND status = $2 AND created_at >= $3;
+WHERE webhook_id = $1 AND status = $2 AND created_at >= $3
+  AND ($4::text IS NULL OR tenant_id = $4);
 
 -- name: queue_depth
 -- Unfinished deliveries by state, and the age of the oldest due one (for metrics).
@@ -221,12 +230,19 @@ WHERE status IN ('created', 'retrying');
 -- oldest first, $4 at a time. Only what matching needs: the type, and for operational events
 -- the webhook they are about, and the one webhook a ping or test send was addressed to.
 -- events_created serves the range; ties on created_at (one group commit shares it) are
--- ordered by id in an incremental sort of at most one batch.
+-- ordered by id in an incremental sort of at most one batch. Only events fan-out would send
+-- to webhook $5 (within scope $6; none once it is gone): its tenant's, or for an operator's
+-- webhook the operator's own and operational events about any tenant's webhook (the
+-- operator's subscribers get those too).
+WITH w AS (SELECT tenant_id FROM webhooks WHERE id = $5 AND ($6::text IS NULL OR tenant_id = $6))
 SELECT e.id, e.type, e.created_at, e.sent_to,
        CASE WHEN starts_with(e.type, 'dispatcher.') THEN e.data ->> 'webhook_id' END AS about
-FROM events e
+FROM events e, w
 WHERE e.created_at >= $1
   AND ($2::timestamptz IS NULL OR (e.created_at, e.id) > ($2, $3))
+  AND CASE WHEN w.tenant_id IS NULL
+           THEN e.tenant_id IS NULL OR starts_with(e.type, 'dispatcher.')
+           ELSE e.tenant_id = w.tenant_id END
 ORDER BY e.created_at, e.id
 LIMIT $4;
 
@@ -234,11 +250,13 @@ LIMIT $4;
 -- Deliveries to webhook $4 for events ($2, types $3) that have none for it yet; $1 the new
 -- ids. The unique (event_id, webhook_id) index makes a second replay create nothing. Held
 -- (due_at NULL) if the webhook is disabled; due at once otherwise, or if it was just deleted
--- (so the orphan clean-up cancels them).
-INSERT INTO deliveries (id, event_id, webhook_id, event_type, next_attempt_at, due_at)
+-- (so the orphan clean-up cancels them). They are of the webhook's tenant.
+INSERT INTO deliveries (id, event_id, webhook_id, event_type, next_attempt_at, due_at,
+                        tenant_id)
 SELECT m.id, m.event_id, $4, m.event_type, now(),
        CASE WHEN coalesce((SELECT w.enabled FROM webhooks w WHERE w.id = $4), true)
-            THEN now() END
+            THEN now() END,
+       (SELECT w.tenant_id FROM webhooks w WHERE w.id = $4)
 FROM unnest($1::text[], $2::text[], $3::text[]) AS m(id, event_id, event_type)
 ON CONFLICT (event_id, webhook_id) DO NOTHING;
 
@@ -304,8 +322,10 @@ WHERE id = ANY($1::text[]) AND status IN ('created', 'retrying')
 RETURNING id;
 
 -- name: count_replay
--- How many deliveries replay_webhook would re-queue (the console's preview).
-SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND status = $2 AND created_at >= $3;
+-- How many deliveries replay_webhook would re-queue (the console's preview), within scope $4.
+SELECT count(*) FROM deliveries
+WHERE webhook_id = $1 AND status = $2 AND created_at >= $3
+  AND ($4::text IS NULL OR tenant_id = $4);
 
 -- name: count_missing
 -- How many of the events $1 have no delivery to webhook $2 yet (the preview of insert_missing;

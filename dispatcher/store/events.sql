@@ -3,23 +3,26 @@
 -- the fan-out rows of those that were new. Returns the ids that were new; a duplicate's
 -- deliveries are dropped with it. Leased rows ($9 true) are handed to this instance's engine
 -- in-process; the others wait for a scheduler to claim them. $13 is the webhook a ping or test
--- send is addressed to (NULL for the others).
+-- send is addressed to (NULL for the others). $14 is each event's tenant, $15 each delivery's
+-- (its webhook's).
 WITH new_events AS (
-    INSERT INTO events (id, type, data, occurred_at, sent_to)
-    SELECT e.id, e.type, e.data::json, e.occurred_at, e.sent_to
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $13::text[])
-         AS e(id, type, data, occurred_at, sent_to)
+    INSERT INTO events (id, type, data, occurred_at, sent_to, tenant_id)
+    SELECT e.id, e.type, e.data::json, e.occurred_at, e.sent_to, e.tenant_id
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $13::text[],
+                $14::text[])
+         AS e(id, type, data, occurred_at, sent_to, tenant_id)
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 ), new_deliveries AS (
     INSERT INTO deliveries (id, event_id, webhook_id, event_type, created_at, next_attempt_at,
-                            due_at, lease_owner, lease_until)
+                            due_at, lease_owner, lease_until, tenant_id)
     SELECT d.id, d.event_id, d.webhook_id, d.event_type, $12, now(),
            CASE WHEN d.leased THEN NULL ELSE now() END,
            CASE WHEN d.leased THEN $10 END,
-           CASE WHEN d.leased THEN now() + make_interval(secs => $11) END
-    FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::boolean[])
-         AS d(id, event_id, webhook_id, event_type, leased)
+           CASE WHEN d.leased THEN now() + make_interval(secs => $11) END,
+           d.tenant_id
+    FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::boolean[], $15::text[])
+         AS d(id, event_id, webhook_id, event_type, leased, tenant_id)
     WHERE d.event_id IN (SELECT id FROM new_events)
 )
 SELECT id FROM new_events;
@@ -29,21 +32,28 @@ SELECT id FROM new_events;
 SELECT event_id, count(*) AS n FROM deliveries WHERE event_id = ANY($1::text[]) GROUP BY event_id;
 
 -- name: get_event
--- One event with a summary of its deliveries.
-SELECT e.id, e.type, e.data, e.occurred_at, e.created_at,
+-- One event within scope $2 (a tenant's id; NULL: the operator) with a summary of its
+-- deliveries in that scope (an operational event also went to the operator's webhooks).
+SELECT e.id, e.type, e.data, e.occurred_at, e.created_at, e.tenant_id,
        coalesce((SELECT jsonb_object_agg(s.status, s.n)
                  FROM (SELECT status, count(*) AS n FROM deliveries d
-                       WHERE d.event_id = e.id GROUP BY status) s), '{}') AS deliveries
-FROM events e WHERE e.id = $1;
+                       WHERE d.event_id = e.id AND ($2::text IS NULL OR d.tenant_id = $2)
+                       GROUP BY status) s), '{}') AS deliveries
+FROM events e WHERE e.id = $1 AND ($2::text IS NULL OR e.tenant_id = $2);
 
 -- name: list_events
--- Newest first (by arrival), after a cursor, optionally of one type.
-SELECT e.id, e.type, e.data, e.occurred_at, e.created_at,
+-- Newest first (by arrival), after a cursor, optionally of one type; within scope $5 and,
+-- for the operator, of tenant $6 (events_tenant serves both). The summary counts only the
+-- deliveries in scope.
+SELECT e.id, e.type, e.data, e.occurred_at, e.created_at, e.tenant_id,
        coalesce((SELECT jsonb_object_agg(s.status, s.n)
                  FROM (SELECT status, count(*) AS n FROM deliveries d
-                       WHERE d.event_id = e.id GROUP BY status) s), '{}') AS deliveries
+                       WHERE d.event_id = e.id AND ($5::text IS NULL OR d.tenant_id = $5)
+                       GROUP BY status) s), '{}') AS deliveries
 FROM events e
-WHERE ($1::timestamptz IS NULL OR (e.created_at, e.id) < ($1, $2))
+WHERE ($5::text IS NULL OR e.tenant_id = $5)
+  AND ($6::text IS NULL OR e.tenant_id = $6)
+  AND ($1::timestamptz IS NULL OR (e.created_at, e.id) < ($1, $2))
   AND ($3::text IS NULL OR e.type = $3)
 ORDER BY e.created_at DESC, e.id DESC
 LIMIT $4;

@@ -41,7 +41,8 @@ def to_api(row: asyncpg.Record) -> dict[str, Any]:
 
 
 async def create(conn: Conn, body: WebhookCreate) -> dict[str, Any]:
-    """Insert a webhook and its first secret; returns the webhook including ``secret``."""
+    """Insert a webhook (of ``body.tenant_id``, which must exist) and its first secret;
+    returns the webhook including ``secret``."""
     secret = body.secret or signing.generate_secret()
     async with conn.transaction():
         row = await conn.fetchrow(
@@ -59,6 +60,7 @@ async def create(conn: Conn, body: WebhookCreate) -> dict[str, Any]:
             body.timeout_seconds,
             body.rate_limit_per_second,
             body.max_in_flight,
+            body.tenant_id,
         )
         assert row is not None
         await conn.execute(Q["insert_secret"], row["id"], secret)
@@ -68,9 +70,11 @@ async def create(conn: Conn, body: WebhookCreate) -> dict[str, Any]:
     return out
 
 
-async def get(conn: Executor, webhook_id: str) -> dict[str, Any] | None:
-    """One webhook, or None."""
-    row = await conn.fetchrow(Q["get_webhook"], webhook_id)
+async def get(
+    conn: Executor, webhook_id: str, *, scope: str | None = None
+) -> dict[str, Any] | None:
+    """One webhook within ``scope`` (a tenant's id; None: any), or None."""
+    row = await conn.fetchrow(Q["get_webhook"], webhook_id, scope)
     return to_api(row) if row else None
 
 
@@ -81,9 +85,12 @@ async def list_page(
     limit: int,
     enabled: bool | None = None,
     event_type: str | None = None,
+    scope: str | None = None,
+    tenant_id: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Up to ``limit`` webhooks older than ``after``, newest first."""
-    rows = await conn.fetch(Q["list_webhooks"], after, enabled, event_type, limit)
+    """Up to ``limit`` webhooks older than ``after``, newest first, within ``scope`` and of
+    ``tenant_id`` (the operator's filter) when given."""
+    rows = await conn.fetch(Q["list_webhooks"], after, enabled, event_type, limit, scope, tenant_id)
     return [to_api(r) for r in rows]
 
 
@@ -92,24 +99,30 @@ async def all_rows(conn: Executor) -> list[asyncpg.Record]:
     return list(await conn.fetch(Q["all_webhooks"]))
 
 
-async def update(conn: Conn, webhook_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
-    """Apply a partial update; ``enabled`` is handled as enable/disable. None if missing."""
+async def update(
+    conn: Conn, webhook_id: str, changes: dict[str, Any], *, scope: str | None = None
+) -> dict[str, Any] | None:
+    """Apply a partial update; ``enabled`` is handled as enable/disable. None if missing
+    (or outside ``scope``)."""
     async with conn.transaction():
-        row = await conn.fetchrow(Q["lock_webhook"], webhook_id)
+        row = await conn.fetchrow(Q["lock_webhook"], webhook_id, scope)
         if row is None:
             return None
         cols = [c for c in PATCHABLE if c in changes]
         if cols:
-            assignments = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(cols))
+            assignments = ", ".join(f"{c} = ${i + 3}" for i, c in enumerate(cols))
             row = await conn.fetchrow(
                 f"UPDATE webhooks SET {assignments}, updated_at = now() "  # noqa: S608
-                "WHERE id = $1 RETURNING *",
+                "WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2) RETURNING *",
                 webhook_id,
+                scope,
                 *(changes[c] for c in cols),
             )
         assert row is not None
         if "enabled" in changes and changes["enabled"] != row["enabled"]:
-            row = await conn.fetchrow(Q["set_enabled"], webhook_id, changes["enabled"], "manual")
+            row = await conn.fetchrow(
+                Q["set_enabled"], webhook_id, changes["enabled"], "manual", scope
+            )
             await (deliveries.resume if changes["enabled"] else deliveries.hold)(conn, webhook_id)
         await notify(conn, "webhook", id=webhook_id)
     assert row is not None
@@ -117,11 +130,16 @@ async def update(conn: Conn, webhook_id: str, changes: dict[str, Any]) -> dict[s
 
 
 async def set_enabled(
-    conn: Conn, webhook_id: str, enabled: bool, reason: str = "manual"
+    conn: Conn,
+    webhook_id: str,
+    enabled: bool,
+    reason: str = "manual",
+    *,
+    scope: str | None = None,
 ) -> dict[str, Any] | None:
-    """Enable or disable (with ``reason``); None if the webhook does not exist."""
+    """Enable or disable (with ``reason``); None if the webhook does not exist (in scope)."""
     async with conn.transaction():
-        row = await conn.fetchrow(Q["set_enabled"], webhook_id, enabled, reason)
+        row = await conn.fetchrow(Q["set_enabled"], webhook_id, enabled, reason, scope)
         if row is not None:
             await (deliveries.resume if enabled else deliveries.hold)(conn, webhook_id)
             await notify(conn, "webhook", id=webhook_id)
@@ -138,10 +156,11 @@ async def disable_if_enabled(conn: Conn, webhook_id: str, reason: str) -> dict[s
     return to_api(row) if row else None
 
 
-async def delete(conn: Conn, webhook_id: str) -> bool:
-    """Delete a webhook and cancel its unfinished deliveries; False if it did not exist."""
+async def delete(conn: Conn, webhook_id: str, *, scope: str | None = None) -> bool:
+    """Delete a webhook and cancel its unfinished deliveries; False if it did not exist
+    (in scope)."""
     async with conn.transaction():
-        gone = await conn.fetchval(Q["delete_webhook"], webhook_id)
+        gone = await conn.fetchval(Q["delete_webhook"], webhook_id, scope)
         if gone is None:
             return False
         await conn.execute(Q["cancel_unfinished"], webhook_id)
@@ -149,17 +168,22 @@ async def delete(conn: Conn, webhook_id: str) -> bool:
     return True
 
 
-async def current_secret(conn: Executor, webhook_id: str) -> str | None:
-    """The current signing secret, or None if the webhook does not exist."""
-    value: str | None = await conn.fetchval(Q["current_secret"], webhook_id)
+async def current_secret(
+    conn: Executor, webhook_id: str, *, scope: str | None = None
+) -> str | None:
+    """The current signing secret, or None if the webhook does not exist (in scope)."""
+    value: str | None = await conn.fetchval(Q["current_secret"], webhook_id, scope)
     return value
 
 
-async def rotate_secret(conn: Conn, webhook_id: str, grace_seconds: float) -> str | None:
-    """Make a new current secret; the old one signs for ``grace_seconds`` more."""
+async def rotate_secret(
+    conn: Conn, webhook_id: str, grace_seconds: float, *, scope: str | None = None
+) -> str | None:
+    """Make a new current secret; the old one signs for ``grace_seconds`` more. None if the
+    webhook does not exist (in scope)."""
     secret = signing.generate_secret()
     async with conn.transaction():
-        if await conn.fetchval(Q["lock_webhook"], webhook_id) is None:
+        if await conn.fetchval(Q["lock_webhook"], webhook_id, scope) is None:
             return None
         await conn.execute(Q["retire_secret"], webhook_id, float(grace_seconds))
         await conn.execute(Q["prune_secrets"], webhook_id)
@@ -211,7 +235,7 @@ async def import_one(
     ``"unchanged"``; every change is NOTIFYed to the other instances on commit.
     """
     webhook_id = values["id"]
-    before = await conn.fetchrow(Q["lock_webhook"], webhook_id)
+    before = await conn.fetchrow(Q["lock_webhook"], webhook_id, None)
     row = await conn.fetchrow(
         Q["import_webhook"],
         webhook_id,

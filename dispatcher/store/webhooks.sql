@@ -1,10 +1,11 @@
 -- name: insert_webhook
--- Create a webhook; the secret row is inserted separately in the same transaction.
+-- Create a webhook (of tenant $14, NULL: the operator's); the secret row is inserted
+-- separately in the same transaction.
 INSERT INTO webhooks (id, name, url, event_types, enabled, disabled_reason, disabled_at,
                       description, headers, metadata, include_payload, max_retries,
-                      timeout_seconds, rate_limit_per_second, max_in_flight)
+                      timeout_seconds, rate_limit_per_second, max_in_flight, tenant_id)
 VALUES ($1, $2, $3, $4, $5, CASE WHEN $5 THEN NULL ELSE 'manual' END,
-        CASE WHEN $5 THEN NULL ELSE now() END, $6, $7, $8, $9, $10, $11, $12, $13)
+        CASE WHEN $5 THEN NULL ELSE now() END, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 RETURNING *;
 
 -- name: insert_secret
@@ -12,17 +13,21 @@ RETURNING *;
 INSERT INTO webhook_secrets (webhook_id, secret) VALUES ($1, $2);
 
 -- name: get_webhook
--- One webhook by id.
-SELECT * FROM webhooks WHERE id = $1;
+-- One webhook by id, within scope $2 (a tenant's id; NULL: the operator, any webhook).
+SELECT * FROM webhooks WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2);
 
 -- name: lock_webhook
--- One webhook by id, locked for a read-modify-write.
-SELECT * FROM webhooks WHERE id = $1 FOR UPDATE;
+-- One webhook by id within scope $2, locked for a read-modify-write (the statements that
+-- follow in its transaction change only this row's id, already proven in scope).
+SELECT * FROM webhooks WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2) FOR UPDATE;
 
 -- name: list_webhooks
--- Newest first, after a cursor, optionally by enabled flag and by an event type they receive.
+-- Newest first, after a cursor, optionally by enabled flag and by an event type they receive;
+-- within scope $5 and, for the operator, of tenant $6 (webhooks_tenant serves both).
 SELECT * FROM webhooks
-WHERE ($1::text IS NULL OR id < $1)
+WHERE ($5::text IS NULL OR tenant_id = $5)
+  AND ($6::text IS NULL OR tenant_id = $6)
+  AND ($1::text IS NULL OR id < $1)
   AND ($2::boolean IS NULL OR enabled = $2)
   AND ($3::text IS NULL OR EXISTS (
         SELECT 1 FROM unnest(event_types) AS p
@@ -36,8 +41,8 @@ LIMIT $4;
 SELECT * FROM webhooks ORDER BY id;
 
 -- name: delete_webhook
--- Remove a webhook (its secrets go with it).
-DELETE FROM webhooks WHERE id = $1 RETURNING id;
+-- Remove a webhook within scope $2 (its secrets go with it).
+DELETE FROM webhooks WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2) RETURNING id;
 
 -- name: cancel_unfinished
 -- A deleted webhook's pending deliveries are cancelled, not sent.
@@ -47,7 +52,7 @@ SET status = 'cancelled', next_attempt_at = NULL, lease_owner = NULL, lease_unti
 WHERE webhook_id = $1 AND status IN ('created', 'retrying');
 
 -- name: set_enabled
--- Enable (reason NULL) or disable (with a reason) a webhook.
+-- Enable (reason NULL) or disable (with a reason) a webhook within scope $4.
 UPDATE webhooks
 SET enabled = $2,
     disabled_reason = CASE WHEN $2 THEN NULL ELSE $3 END,
@@ -55,12 +60,13 @@ SET enabled = $2,
                        WHEN enabled THEN now()
                        ELSE coalesce(disabled_at, now()) END,
     updated_at = now()
-WHERE id = $1
+WHERE id = $1 AND ($4::text IS NULL OR tenant_id = $4)
 RETURNING *;
 
 -- name: current_secret
--- The secret new signatures are made with.
-SELECT secret FROM webhook_secrets WHERE webhook_id = $1 AND expires_at IS NULL;
+-- The secret new signatures are made with, of a webhook within scope $2.
+SELECT s.secret FROM webhook_secrets s JOIN webhooks w ON w.id = s.webhook_id
+WHERE s.webhook_id = $1 AND s.expires_at IS NULL AND ($2::text IS NULL OR w.tenant_id = $2);
 
 -- name: retire_secret
 -- Rotation, step 1: the current secret keeps signing for the grace period ($2 seconds).
