@@ -13,7 +13,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from admin import deliveries, event_types, events, login, overview, replay, webhooks
+from admin import deliveries, event_types, events, login, overview, portal, replay, webhooks
 from admin.keys import JINJA, SIGNER, THROTTLE
 from admin.middleware import admin_middleware
 from admin.render import FILTERS
@@ -47,3 +47,4 @@ def setup(app: web.Application) -> None:
     )
     # Versioned URL (?v=<hash>), so browsers may cache the stylesheet and still see changes.
     env.globals["css_url"] = str(static.url_for(filename="admin.css"))
+    portal.setup(app)

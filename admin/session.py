@@ -57,10 +57,10 @@ class Flash:
 class Signer:
     """Signs and checks everything the console hands to the browser."""
 
-    def __init__(self, admin_token: str) -> None:
-        self._key = hmac.new(
-            admin_token.encode(), b"dispatcher admin console v1", hashlib.sha256
-        ).digest()
+    def __init__(self, admin_token: str, purpose: bytes = b"dispatcher admin console v1") -> None:
+        # The purpose separates keys: the tenant portal derives its own from the same token,
+        # so nothing it signs is ever accepted by the console (or the other way round).
+        self._key = hmac.new(admin_token.encode(), purpose, hashlib.sha256).digest()
 
     def sign(self, purpose: str, value: str) -> str:
         """A MAC of ``value`` for one ``purpose`` (so one signature cannot stand for another)."""
