@@ -1,21 +1,24 @@
 """``dispatcher export`` / ``dispatcher import``: every registration as one JSON document.
 
-The document holds all webhooks (with their current signing secret) and the event-type
-catalogue::
+The document holds all tenants, webhooks (with their current signing secret) and the
+event-type catalogue::
 
     {"format": "dispatcher-export", "version": 1, "exported_at": "...",
+     "tenants": [{"id", "name", "metadata", "created_at"}],
      "event_types": [{"name", "description", "enabled", "schema", "examples", "created_at"}],
      "webhooks": [{"id", "name", "url", "event_types", "enabled", "disabled_reason", ...,
                    "secret", "created_at"}]}
 
-Importing is idempotent: webhooks are matched by ``id`` and event types by ``name``; a record
-that matches what is stored changes nothing (``updated_at`` included), a different one updates
-it, a new one is inserted. Nothing is deleted. Every record is validated with the API's own
-schemas before anything is written, and the whole import is one transaction, so a bad file
-imports nothing. Other instances learn of the changes through NOTIFY when it commits.
+Importing is idempotent: tenants and webhooks are matched by ``id`` and event types by
+``name``; a record that matches what is stored changes nothing (``updated_at`` included), a
+different one updates it, a new one is inserted. Nothing is deleted. Every record is validated
+with the API's own schemas before anything is written, and the whole import is one
+transaction, so a bad file imports nothing. Other instances learn of the changes through
+NOTIFY when it commits.
 
 Deliveries, events and attempts are not part of the document: it is a backup of the
-configuration, not of the log.
+configuration, not of the log. Neither are tenant tokens and portal links (only their hashes
+are stored; new ones are made after a restore).
 """
 
 from __future__ import annotations
@@ -32,14 +35,17 @@ from pydantic import Field, ValidationError, model_validator
 from dispatcher import __version__, db, migrate, nesting
 from dispatcher.event_schemas import catalogue_errors
 from dispatcher.problems import validation_problem
-from dispatcher.schemas import EventTypeCreate, Timestamp, WebhookCreate
+from dispatcher.schemas import EventTypeCreate, TenantCreate, Timestamp, WebhookCreate
 from dispatcher.store import Conn, notify
 from dispatcher.store import event_types as event_type_store
+from dispatcher.store import tenants as tenant_store
 from dispatcher.store import webhooks as webhook_store
 
 FORMAT = "dispatcher-export"
 VERSION = 1
-TOP_LEVEL = frozenset({"format", "version", "exported_at", "dispatcher", "webhooks", "event_types"})
+TOP_LEVEL = frozenset(
+    {"format", "version", "exported_at", "dispatcher", "tenants", "webhooks", "event_types"}
+)
 
 WebhookId = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:~-]+$")]
 
@@ -63,6 +69,13 @@ class WebhookRecord(WebhookCreate):
 
 class EventTypeRecord(EventTypeCreate):
     """One event type of an export."""
+
+    created_at: Timestamp | None = None
+    updated_at: Timestamp | None = None
+
+
+class TenantRecord(TenantCreate):
+    """One tenant of an export."""
 
     created_at: Timestamp | None = None
     updated_at: Timestamp | None = None
@@ -98,6 +111,7 @@ class ImportResult:
 
     webhooks: Counts = field(default_factory=Counts)
     event_types: Counts = field(default_factory=Counts)
+    tenants: Counts = field(default_factory=Counts)
 
 
 @dataclass
@@ -108,9 +122,10 @@ class Document:
     event_types: list[EventTypeRecord]
     # Leave a stored type's enabled flag as it is (an OpenAPI document has none to give).
     keep_enabled: bool = False
+    tenants: list[TenantRecord] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.webhooks) + len(self.event_types)
+        return len(self.tenants) + len(self.webhooks) + len(self.event_types)
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,6 +152,7 @@ async def _connect(dsn: str) -> asyncpg.Connection:
 async def export_document(conn: Conn) -> dict[str, Any]:
     """Every registration as one JSON-ready document (a consistent snapshot)."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
+        tenants = await tenant_store.export_all(conn)
         hooks = await webhook_store.export_all(conn)
         types = await event_type_store.export_all(conn)
     return {
@@ -144,6 +160,7 @@ async def export_document(conn: Conn) -> dict[str, Any]:
         "version": VERSION,
         "exported_at": datetime.now(UTC),
         "dispatcher": __version__,
+        "tenants": tenants,
         "event_types": types,
         "webhooks": hooks,
     }
@@ -190,6 +207,7 @@ def parse(raw: bytes | str) -> Document:
         problems.append(f"format: must be {FORMAT!r}")
     if data.get("version", VERSION) != VERSION:
         problems.append(f"version: {data.get('version')!r} is not supported (expected {VERSION})")
+    tenants = _records(data, "tenants", TenantRecord, "id", problems)
     webhooks = _records(data, "webhooks", WebhookRecord, "id", problems)
     event_types = _records(data, "event_types", EventTypeRecord, "name", problems)
     problems.extend(schema_problems(event_types))
@@ -197,7 +215,7 @@ def parse(raw: bytes | str) -> Document:
         raise TransferError(
             f"the file has {len(problems)} problem(s); nothing was imported", problems
         )
-    return Document(webhooks, event_types)
+    return Document(webhooks, event_types, tenants=tenants)
 
 
 def schema_problems(event_types: list[EventTypeRecord]) -> list[str]:
@@ -209,7 +227,7 @@ def schema_problems(event_types: list[EventTypeRecord]) -> list[str]:
     return found
 
 
-R = TypeVar("R", WebhookRecord, EventTypeRecord)
+R = TypeVar("R", WebhookRecord, EventTypeRecord, TenantRecord)
 
 
 def _records(
@@ -248,6 +266,16 @@ async def import_document(
     result = ImportResult()
     step = progress or (lambda _n: None)
     async with conn.transaction():
+        # Tenants first: webhooks refer to them.
+        for tenant in document.tenants:
+            outcome = await tenant_store.import_one(
+                conn, tenant.id, tenant.name, tenant.metadata, tenant.created_at
+            )
+            result.tenants.add(outcome)
+            if outcome == "created":
+                await notify(conn, "tenant", id=tenant.id)
+            step(1)
+        await _check_tenants(conn, document)
         for et in document.event_types:
             outcome = await event_type_store.import_one(
                 conn,
@@ -268,6 +296,22 @@ async def import_document(
             result.webhooks.add(outcome)
             step(1)
     return result
+
+
+async def _check_tenants(conn: Conn, document: Document) -> None:
+    """Every tenant a webhook names is in the document or the database (else nothing is
+    imported: the transaction is rolled back)."""
+    named = {str(wh.tenant_id) for wh in document.webhooks if getattr(wh, "tenant_id", None)}
+    missing = []
+    for tenant_id in sorted(named - {t.id for t in document.tenants}):
+        if await tenant_store.get(conn, tenant_id) is None:
+            missing.append(tenant_id)
+    if missing:
+        raise TransferError(
+            "webhooks name tenants that neither the file nor the database has; nothing was "
+            "imported",
+            [f"tenant {t!r} does not exist" for t in missing],
+        )
 
 
 async def import_dsn(

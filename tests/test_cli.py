@@ -694,7 +694,7 @@ async def test_export_to_a_file_is_private(
     out.chmod(0o644)
     result = ok(await invoke("export", "--output", str(out), DISPATCHER_DATABASE_URL=database_url))
     assert result.stdout == ""
-    assert "exported 0 webhook(s) and 0 event type(s)" in result.stderr
+    assert "exported 0 tenant(s), 0 webhook(s) and 0 event type(s)" in result.stderr
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert orjson.loads(out.read_bytes())["webhooks"] == []
 

@@ -72,7 +72,7 @@ def _transfer_failed(exc: BaseException) -> NoReturn:
     help="Write to this file (created with mode 0600: it holds secrets) instead of stdout.",
 )
 def export_cmd(config: Path | None, output: Path | None) -> None:
-    """Write every webhook (with its current secret) and event type as JSON."""
+    """Write every tenant, webhook (with its current secret) and event type as JSON."""
     settings = settings_for(config, logs_to_stderr=True)
     with database(settings) as dsn:
         try:
@@ -88,8 +88,8 @@ def export_cmd(config: Path | None, output: Path | None) -> None:
         os.fchmod(fh.fileno(), 0o600)
         fh.write(data)
     click.echo(
-        f"exported {len(document['webhooks'])} webhook(s) and "
-        f"{len(document['event_types'])} event type(s) to {output}",
+        f"exported {len(document['tenants'])} tenant(s), {len(document['webhooks'])} "
+        f"webhook(s) and {len(document['event_types'])} event type(s) to {output}",
         err=True,
     )
 
@@ -102,11 +102,11 @@ PROGRESS_MIN_RECORDS = 100
 @config_option
 @click.argument("file", type=click.File("rb"))
 def import_cmd(config: Path | None, file: BinaryIO) -> None:
-    """Create or update webhooks and event types from FILE (an export; - for stdin).
+    """Create or update tenants, webhooks and event types from FILE (an export; - for stdin).
 
-    Idempotent: webhooks are matched by id and event types by name, and a record equal to
-    what is stored changes nothing. Nothing is deleted. The whole file is validated first and
-    written in one transaction: if any record is invalid, nothing is imported.
+    Idempotent: tenants and webhooks are matched by id and event types by name, and a record
+    equal to what is stored changes nothing. Nothing is deleted. The whole file is validated
+    first and written in one transaction: if any record is invalid, nothing is imported.
     """
     settings = settings_for(config, logs_to_stderr=True)
     try:
@@ -129,6 +129,7 @@ def import_cmd(config: Path | None, file: BinaryIO) -> None:
                 result = asyncio.run(transfer.import_dsn(dsn, document, grace_seconds=grace))
         except TRANSFER_TROUBLE as exc:
             _transfer_failed(exc)
+    click.echo(f"tenants: {result.tenants}")
     click.echo(f"webhooks: {result.webhooks}")
     click.echo(f"event types: {result.event_types}")
 
