@@ -7,6 +7,8 @@
     c = Client("http://127.0.0.1:8080", token="...")
     c.publish("order.created", {"order": 42})        # -> {"id", "type", "deliveries", "duplicate"}
     c.publish_batch([{"type": "order.paid", "data": {"order": 42}}])
+    c.create_tenant("acme", name="Acme Inc.")          # -> the tenant
+    c.portal_link("acme", expires_in=3600)              # -> {"url", "expires_at"}
 
     async with AsyncClient("http://127.0.0.1:8080", token="...") as ac:
         await ac.publish("order.created", {"order": 42})
@@ -46,6 +48,10 @@ from dispatcher_client.models import (
     EventInput,
     EventType,
     Page,
+    PortalLink,
+    Tenant,
+    TenantToken,
+    TenantTokenCreated,
     Webhook,
     WebhookChanges,
     WebhookOptions,
@@ -74,9 +80,13 @@ __all__ = [
     "NotFound",
     "Page",
     "PayloadTooLarge",
+    "PortalLink",
     "RateLimited",
     "ServerError",
     "ServiceUnavailable",
+    "Tenant",
+    "TenantToken",
+    "TenantTokenCreated",
     "Unauthorized",
     "ValidationFailed",
     "Webhook",

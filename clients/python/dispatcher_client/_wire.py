@@ -53,24 +53,36 @@ def timestamp(value: str | datetime | None) -> str | None:
 
 
 def event_body(
-    type: str, data: Any, id: str | None, occurred_at: str | datetime | None
+    type: str,
+    data: Any,
+    id: str | None,
+    occurred_at: str | datetime | None,
+    tenant_id: str | None = None,
 ) -> dict[str, Any]:
     """The body of one event, with an idempotency ``id`` generated when none is given."""
     body: dict[str, Any] = {"type": type, "data": data, "id": id or new_event_id()}
     stamp = timestamp(occurred_at)
     if stamp is not None:
         body["occurred_at"] = stamp
+    if tenant_id is not None:
+        body["tenant_id"] = tenant_id
     return body
 
 
 def batch_body(event: Mapping[str, Any]) -> dict[str, Any]:
     """One event of a batch, checked here rather than as a 422 for the whole batch."""
-    extra = set(event) - {"type", "data", "id", "occurred_at"}
+    extra = set(event) - {"type", "data", "id", "occurred_at", "tenant_id"}
     if extra:
         raise ValueError(f"unknown event field(s): {', '.join(sorted(extra))}")
     if "type" not in event or "data" not in event:
         raise ValueError("each event needs 'type' and 'data'")
-    return event_body(event["type"], event["data"], event.get("id"), event.get("occurred_at"))
+    return event_body(
+        event["type"],
+        event["data"],
+        event.get("id"),
+        event.get("occurred_at"),
+        event.get("tenant_id"),
+    )
 
 
 def seg(value: str) -> str:

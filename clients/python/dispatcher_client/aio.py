@@ -46,6 +46,10 @@ from dispatcher_client.models import (
     EventInput,
     EventType,
     Page,
+    PortalLink,
+    Tenant,
+    TenantToken,
+    TenantTokenCreated,
     Webhook,
     WebhookChanges,
     WebhookOptions,
@@ -198,9 +202,11 @@ class AsyncClient:
         data: Any,
         id: str | None = None,
         occurred_at: str | datetime | None = None,
+        tenant_id: str | None = None,
     ) -> EventAccepted:
-        """Publish one event; ``id`` (generated when None) is its idempotency key."""
-        body = event_body(type, data, id, occurred_at)
+        """Publish one event; ``id`` (generated when None) is its idempotency key. With
+        ``tenant_id`` it goes only to that tenant's webhooks."""
+        body = event_body(type, data, id, occurred_at, tenant_id)
         return cast(EventAccepted, await self.request("POST", "/events", body=body))
 
     async def publish_batch(
@@ -219,10 +225,15 @@ class AsyncClient:
         return answers
 
     async def list_events(
-        self, *, type: str | None = None, limit: int | None = None, cursor: str | None = None
+        self,
+        *,
+        type: str | None = None,
+        tenant_id: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
     ) -> Page[Event]:
-        """Stored events, newest first."""
-        params = query(type=type, limit=limit, cursor=cursor)
+        """Stored events, newest first; optionally of one type or one tenant."""
+        params = query(type=type, tenant_id=tenant_id, limit=limit, cursor=cursor)
         return cast(Page[Event], await self.request("GET", "/events", params=params))
 
     async def get_event(self, event_id: str) -> Event:
@@ -236,11 +247,15 @@ class AsyncClient:
         *,
         enabled: bool | None = None,
         event_type: str | None = None,
+        tenant_id: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Page[Webhook]:
-        """Webhooks, newest first; optionally only enabled/disabled ones or by event type."""
-        params = query(enabled=enabled, event_type=event_type, limit=limit, cursor=cursor)
+        """Webhooks, newest first; optionally only enabled/disabled ones, by event type or of
+        one tenant."""
+        params = query(
+            enabled=enabled, event_type=event_type, tenant_id=tenant_id, limit=limit, cursor=cursor
+        )
         return cast(Page[Webhook], await self.request("GET", "/webhooks", params=params))
 
     async def get_webhook(self, webhook_id: str) -> Webhook:
@@ -326,12 +341,18 @@ class AsyncClient:
         webhook_id: str | None = None,
         event_id: str | None = None,
         status: DeliveryStatus | None = None,
+        tenant_id: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Page[Delivery]:
         """Deliveries, newest first, optionally filtered."""
         params = query(
-            webhook_id=webhook_id, event_id=event_id, status=status, limit=limit, cursor=cursor
+            webhook_id=webhook_id,
+            event_id=event_id,
+            status=status,
+            tenant_id=tenant_id,
+            limit=limit,
+            cursor=cursor,
         )
         return cast(Page[Delivery], await self.request("GET", "/deliveries", params=params))
 
@@ -413,3 +434,75 @@ class AsyncClient:
     async def delete_event_type(self, name: str) -> None:
         """Remove an event type from the catalogue."""
         await self.request("DELETE", f"/event-types/{seg(name)}")
+
+    # -- tenants --------------------------------------------------------------------------------
+
+    async def create_tenant(
+        self, id: str, name: str, *, metadata: Mapping[str, Any] | None = None
+    ) -> Tenant:
+        """Register a tenant (409 if the id exists): ``id`` is your key for the customer."""
+        body: dict[str, Any] = {"id": id, "name": name}
+        if metadata is not None:
+            body["metadata"] = dict(metadata)
+        got = await self.request("POST", "/tenants", body=body, idempotent=False)
+        return cast(Tenant, got)
+
+    async def list_tenants(
+        self, *, q: str | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> Page[Tenant]:
+        """Tenants by id; ``q`` keeps those whose id or name contains it."""
+        params = query(q=q, limit=limit, cursor=cursor)
+        return cast(Page[Tenant], await self.request("GET", "/tenants", params=params))
+
+    async def get_tenant(self, tenant_id: str) -> Tenant:
+        """One tenant."""
+        return cast(Tenant, await self.request("GET", f"/tenants/{seg(tenant_id)}"))
+
+    async def update_tenant(
+        self,
+        tenant_id: str,
+        *,
+        name: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Tenant:
+        """Change a tenant's name and/or metadata (what is None stays)."""
+        body: dict[str, Any] = {}
+        if name is not None:
+            body["name"] = name
+        if metadata is not None:
+            body["metadata"] = dict(metadata)
+        got = await self.request("PATCH", f"/tenants/{seg(tenant_id)}", body=body)
+        return cast(Tenant, got)
+
+    async def delete_tenant(self, tenant_id: str) -> None:
+        """Delete a tenant: its webhooks (their unfinished deliveries cancelled), its tokens
+        and its portal links go with it."""
+        await self.request("DELETE", f"/tenants/{seg(tenant_id)}")
+
+    async def create_tenant_token(
+        self, tenant_id: str, *, expires_in: int | None = None
+    ) -> TenantTokenCreated:
+        """A bearer token acting only inside the tenant, for ``expires_in`` seconds (None:
+        until revoked). Its ``token`` is shown only in this answer."""
+        body: dict[str, Any] = {} if expires_in is None else {"expires_in": expires_in}
+        path = f"/tenants/{seg(tenant_id)}/tokens"
+        got = await self.request("POST", path, body=body, idempotent=False)
+        return cast(TenantTokenCreated, got)
+
+    async def list_tenant_tokens(
+        self, tenant_id: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[TenantToken]:
+        """A tenant's tokens, newest first, without their secrets."""
+        params = query(limit=limit, cursor=cursor)
+        got = await self.request("GET", f"/tenants/{seg(tenant_id)}/tokens", params=params)
+        return cast(Page[TenantToken], got)
+
+    async def revoke_tenant_token(self, tenant_id: str, token_id: str) -> None:
+        """Revoke a tenant token: it stops working at once, on every instance."""
+        await self.request("DELETE", f"/tenants/{seg(tenant_id)}/tokens/{seg(token_id)}")
+
+    async def portal_link(self, tenant_id: str, expires_in: int = 3600) -> PortalLink:
+        """A single-use sign-in link to the tenant's portal, good for ``expires_in`` seconds."""
+        path = f"/tenants/{seg(tenant_id)}/portal"
+        got = await self.request("POST", path, body={"expires_in": expires_in}, idempotent=False)
+        return cast(PortalLink, got)

@@ -46,6 +46,7 @@ class EventInput(TypedDict, total=False):
     data: Any
     id: str | None
     occurred_at: str | datetime | None
+    tenant_id: str | None
 
 
 class Page(TypedDict, Generic[T]):
@@ -75,6 +76,7 @@ class Webhook(TypedDict):
     max_in_flight: int | None
     created_at: str
     updated_at: str
+    tenant_id: str | None
     secret: NotRequired[str]
 
 
@@ -91,6 +93,7 @@ class WebhookOptions(TypedDict, total=False):
     rate_limit_per_second: float | None
     max_in_flight: int | None
     secret: str
+    tenant_id: str
 
 
 class WebhookChanges(TypedDict, total=False):
@@ -129,6 +132,7 @@ class Delivery(TypedDict):
     event_id: str
     event_type: str
     webhook_id: str
+    tenant_id: str | None
     status: DeliveryStatus
     attempt_count: int
     created_at: str
@@ -152,6 +156,7 @@ class Event(TypedDict):
     data: Any
     occurred_at: str
     created_at: str
+    tenant_id: str | None
     deliveries: dict[str, int]
 
 
@@ -165,3 +170,35 @@ class EventType(TypedDict):
     examples: list[Any]
     created_at: str
     updated_at: str
+
+
+class Tenant(TypedDict):
+    """A tenant: one of your customers, with its own webhooks, events and deliveries."""
+
+    id: str
+    name: str
+    metadata: dict[str, Any]
+    created_at: str
+    updated_at: str
+
+
+class TenantToken(TypedDict):
+    """A tenant token as listed (without its secret)."""
+
+    id: str
+    tenant_id: str
+    created_at: str
+    expires_at: str | None
+
+
+class TenantTokenCreated(TenantToken):
+    """A new tenant token: ``token`` is the bearer token, shown only this once."""
+
+    token: str
+
+
+class PortalLink(TypedDict):
+    """A single-use sign-in link to a tenant's portal."""
+
+    url: str
+    expires_at: str

@@ -167,3 +167,14 @@ class Client:
     update_event_type = blocking(AsyncClient.update_event_type)
     delete_event_type = blocking(AsyncClient.delete_event_type)
     catalogue = blocking(AsyncClient.catalogue)
+
+    # -- tenants --------------------------------------------------------------------------------
+    create_tenant = blocking(AsyncClient.create_tenant)
+    list_tenants = blocking(AsyncClient.list_tenants)
+    get_tenant = blocking(AsyncClient.get_tenant)
+    update_tenant = blocking(AsyncClient.update_tenant)
+    delete_tenant = blocking(AsyncClient.delete_tenant)
+    create_tenant_token = blocking(AsyncClient.create_tenant_token)
+    list_tenant_tokens = blocking(AsyncClient.list_tenant_tokens)
+    revoke_tenant_token = blocking(AsyncClient.revoke_tenant_token)
+    portal_link = blocking(AsyncClient.portal_link)
