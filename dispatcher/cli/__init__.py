@@ -5,7 +5,8 @@ does its job.
 - :mod:`~dispatcher.cli.database`: ``migrate``, ``token``, ``export``, ``import`` and
   ``event-types import``, directly on the database;
 - :mod:`~dispatcher.cli.webhooks`, :mod:`~dispatcher.cli.events`,
-  :mod:`~dispatcher.cli.deliveries`, :mod:`~dispatcher.cli.event_types`: the commands that
+  :mod:`~dispatcher.cli.deliveries`, :mod:`~dispatcher.cli.event_types`,
+  :mod:`~dispatcher.cli.tenants`: the commands that
   talk to a running server, over :mod:`~dispatcher.cli.api` (server, token, errors);
 - :mod:`~dispatcher.cli.output`: tables, fields, JSON and the command listings;
   :mod:`~dispatcher.cli.common`: settings, the database and ``--config``.
@@ -16,7 +17,15 @@ from __future__ import annotations
 import click
 
 from dispatcher import __version__
-from dispatcher.cli import database, deliveries, event_types, events, serving, webhooks
+from dispatcher.cli import (
+    database,
+    deliveries,
+    event_types,
+    events,
+    serving,
+    tenants,
+    webhooks,
+)
 from dispatcher.cli.output import Group
 
 __all__ = ["main"]
@@ -38,6 +47,7 @@ for _command in (
     events.events,
     deliveries.deliveries,
     event_types.event_types_group,
+    tenants.tenants,
 ):
     main.add_command(_command)
 event_types.event_types_group.add_command(database.event_types_import)
