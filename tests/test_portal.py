@@ -118,6 +118,8 @@ async def test_a_link_signs_in_once_with_a_cookie_for_the_portal_only(client: Cl
     assert "httponly" in attributes
     # Loopback counts as a secure origin: the cookie also works inside a third-party iframe.
     assert "samesite=none" in attributes and "secure" in attributes
+    # Partitioned (CHIPS): browsers that block third-party cookies still keep it, per site.
+    assert "partitioned" in attributes
     assert answer.headers["Referrer-Policy"] == "no-referrer"
     page = await Portal(client, answer.cookies[SESSION_COOKIE].value).get("/portal/webhooks")
     assert page.status == 200
@@ -136,6 +138,7 @@ async def test_over_plain_http_to_a_real_host_the_cookie_is_lax(client: Client) 
     answer = await client.get(link, headers={"Host": "hooks.example.com"}, allow_redirects=False)
     attributes = [a.strip().lower() for a in answer.headers["Set-Cookie"].split(";")]
     assert "samesite=lax" in attributes and "secure" not in attributes
+    assert "partitioned" not in attributes
     behind_tls = await client.get(
         await portal_link(client, "acme"),
         headers={"Host": "hooks.example.com", "X-Forwarded-Proto": "https"},

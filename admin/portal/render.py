@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from http.cookies import SimpleCookie
 from typing import Any
 
 import aiohttp_jinja2
@@ -35,26 +36,32 @@ def cross_site_ok(request: web.Request) -> bool:
 def set_cookie(
     response: web.StreamResponse, request: web.Request, name: str, value: str, *, max_age: int
 ) -> None:
-    """One of the portal's cookies: HttpOnly, Path=/portal; ``SameSite=None; Secure`` where
-    it can be (embedded in a customer's page), else ``SameSite=Lax`` (plain http)."""
+    """One of the portal's cookies: HttpOnly, Path=/portal. Where it can be (https, loopback)
+    it is ``SameSite=None; Secure; Partitioned``: the portal embedded in a customer's page
+    gets a cookie of its own, kept apart per embedding site (CHIPS), which browsers allow even
+    when they block third-party cookies. Over plain http it is ``SameSite=Lax``."""
     cross = cross_site_ok(request)
-    response.set_cookie(
-        name,
-        value,
-        max_age=max_age,
-        path=COOKIE_PATH,
-        httponly=True,
-        samesite="None" if cross else "Lax",
-        secure=cross,
-    )
+    if not cross:
+        response.set_cookie(
+            name, value, max_age=max_age, path=COOKIE_PATH, httponly=True, samesite="Lax"
+        )
+        return
+    # Python 3.11's http.cookies does not know the Partitioned attribute (3.14 does): the
+    # morsel is encoded by the standard library and the attribute appended to it.
+    jar: SimpleCookie = SimpleCookie()
+    jar[name] = value
+    morsel = jar[name]
+    morsel["path"] = COOKIE_PATH
+    morsel["max-age"] = str(max_age)
+    morsel["httponly"] = True
+    morsel["secure"] = True
+    morsel["samesite"] = "None"
+    response.headers.add("Set-Cookie", morsel.OutputString() + "; Partitioned")
 
 
 def delete_cookie(response: web.StreamResponse, request: web.Request, name: str) -> None:
-    """Expire one of the portal's cookies."""
-    cross = cross_site_ok(request)
-    response.del_cookie(
-        name, path=COOKIE_PATH, httponly=True, samesite="None" if cross else "Lax", secure=cross
-    )
+    """Expire one of the portal's cookies (with the same attributes, so the same partition)."""
+    set_cookie(response, request, name, "", max_age=0)
 
 
 def redirect(
