@@ -139,6 +139,8 @@ class Engine:
         self._breaker_task: asyncio.Task[None] | None = None
         # Seconds by which the event loop runs late (EWMA): this process's CPU saturation.
         self.loop_lag = 0.0
+        # The clock the token buckets run on (monotonic seconds; a test may set its own).
+        self.clock: Callable[[], float] = time.monotonic
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -245,7 +247,7 @@ class Engine:
         for job in jobs:
             lane = self.lanes.get(job.webhook_id)
             if lane is None:
-                lane = self.lanes[job.webhook_id] = Lane(job.webhook_id)
+                lane = self.lanes[job.webhook_id] = Lane(job.webhook_id, refilled=self.clock())
             lane.queue.append(job)
             self.leased[job.delivery_id] += 1
             self.queued += 1
@@ -291,7 +293,7 @@ class Engine:
             if lane.in_flight >= lane.limit:
                 return  # the tuner raises the limit if this endpoint is slow
             if rate is not None:
-                now = time.monotonic()
+                now = self.clock()
                 lane.tokens = min(max(rate, 1.0), lane.tokens + (now - lane.refilled) * rate)
                 lane.refilled = now
                 if lane.tokens < 1.0:
@@ -309,6 +311,25 @@ class Engine:
             task = asyncio.get_running_loop().create_task(self._attempt(lane, spec, job))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _bucket_full(self, lane: Lane) -> bool:
+        """Whether forgetting the lane loses nothing: no rate limit, or its bucket refilled.
+
+        A new lane starts with one token, never more than a full bucket holds, so dropping a
+        full one keeps the limit; dropping one that is not full would hand out tokens early.
+        """
+        spec = self.registry.webhooks.get(lane.webhook_id)
+        rate = spec.rate_limit_per_second if spec is not None else None
+        if rate is None:
+            return True
+        return lane.tokens + (self.clock() - lane.refilled) * rate >= max(rate, 1.0)
+
+    def _drop_if_idle(self, lane: Lane) -> None:
+        # An idle lane is kept while its token bucket refills (the tuner's tick sweeps it
+        # later), so a rate limit holds for events that arrive one by one, not only in bursts.
+        idle = not lane.queue and lane.in_flight == 0 and lane.timer is None
+        if idle and self._bucket_full(lane):
+            self.lanes.pop(lane.webhook_id, None)
 
     def _timer_fired(self, lane: Lane) -> None:
         lane.timer = None
@@ -339,8 +360,7 @@ class Engine:
                 other = self.lanes.get(webhook_id)
                 if other is not None:
                     self._pump(other)
-        if not lane.queue and lane.in_flight == 0 and lane.timer is None:
-            self.lanes.pop(lane.webhook_id, None)
+        self._drop_if_idle(lane)
         if self.in_flight == 0 and self.queued == 0:
             self._idle.set()
 
@@ -392,6 +412,9 @@ class Engine:
         busy = lag > LOOP_BUSY
         lane_share = max(MIN_LIMIT, self.global_in_flight // LANE_SHARE)
         for lane in list(self.lanes.values()):
+            if not lane.queue and lane.in_flight == 0:
+                self._drop_if_idle(lane)
+                continue
             if lane.timeouts > TIMEOUTS_SHRINK_AT:
                 lane.limit = max(MIN_LIMIT, lane.limit // 2)
                 continue
