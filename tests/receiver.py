@@ -42,6 +42,9 @@ class Receiver:
     responders: dict[str, Responder] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    # Requests that have arrived per path, answered or not: a responder's ``n`` counts these,
+    # so two requests in flight at once never both see themselves as the first.
+    _arrived: dict[str, int] = field(default_factory=dict)
 
     async def start(self) -> None:
         """Listen on a free loopback port."""
@@ -67,7 +70,8 @@ class Receiver:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         got = Received(request.path, dict(request.headers), body)
-        n = sum(1 for r in self.requests if r.path == request.path)
+        n = self._arrived.get(request.path, 0)
+        self._arrived[request.path] = n + 1
         responder = self.responders.get(request.path, ok)
         try:
             return await responder(request, n)

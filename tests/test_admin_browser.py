@@ -457,7 +457,7 @@ async def test_operator_manages_event_types(
     await page.get_by_role("link", name="Edit invoice.paid").click()
     await page.get_by_label("Description").fill("An invoice was paid.")
     await op.shot("event-type-edit")
-    await page.get_by_role("button", name="Save description").click()
+    await page.get_by_role("button", name="Save event type").click()
     await op.flash("Event type “invoice.paid” saved.")
     assert (await api(client, "GET", "/v1/event-types/invoice.paid"))["description"] == (
         "An invoice was paid."
