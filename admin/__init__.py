@@ -13,7 +13,17 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from admin import deliveries, event_types, events, login, overview, portal, replay, webhooks
+from admin import (
+    deliveries,
+    event_types,
+    events,
+    login,
+    overview,
+    portal,
+    replay,
+    tenants,
+    webhooks,
+)
 from admin.keys import JINJA, SIGNER, THROTTLE
 from admin.middleware import admin_middleware
 from admin.render import FILTERS
@@ -40,7 +50,7 @@ def setup(app: web.Application) -> None:
     app[SIGNER] = Signer(app[TOKENS].admin)
     app[THROTTLE] = LoginThrottle()
     app.middlewares.append(admin_middleware)
-    for module in (login, overview, webhooks, replay, deliveries, events, event_types):
+    for module in (login, overview, webhooks, replay, deliveries, events, event_types, tenants):
         app.add_routes(module.routes)
     static = app.router.add_static(
         "/admin/static", HERE / "static", name="admin-static", append_version=True

@@ -16,10 +16,12 @@ from dispatcher.store import deliveries as delivery_store
 
 WINDOW_SECONDS = 3600.0
 
-# Webhooks whose name or URL contains $3 (case-insensitive), newest first, after a cursor.
+# Webhooks whose name or URL contains $3 (case-insensitive), newest first, after a cursor,
+# optionally of one tenant ($5).
 SEARCH_WEBHOOKS = """
 SELECT * FROM webhooks
-WHERE ($1::text IS NULL OR id < $1)
+WHERE ($5::text IS NULL OR tenant_id = $5)
+  AND ($1::text IS NULL OR id < $1)
   AND ($2::boolean IS NULL OR enabled = $2)
   AND (strpos(lower(name), lower($3)) > 0 OR strpos(lower(url), lower($3)) > 0)
 ORDER BY id DESC
@@ -86,10 +88,17 @@ class Rate:
 
 
 async def search_webhooks(
-    conn: Executor, *, after: str | None, limit: int, enabled: bool | None, text: str
+    conn: Executor,
+    *,
+    after: str | None,
+    limit: int,
+    enabled: bool | None,
+    text: str,
+    tenant_id: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Webhooks whose name or URL contains ``text``."""
-    return [dict(r) for r in await conn.fetch(SEARCH_WEBHOOKS, after, enabled, text, limit)]
+    """Webhooks whose name or URL contains ``text`` (of ``tenant_id`` when given)."""
+    rows = await conn.fetch(SEARCH_WEBHOOKS, after, enabled, text, limit, tenant_id)
+    return [dict(r) for r in rows]
 
 
 async def success_rates(conn: Executor, webhook_ids: list[str]) -> dict[str, Rate]:

@@ -66,13 +66,21 @@ async def list_webhooks(request: web.Request) -> web.Response:
     if state not in FILTERS:
         state = ""
     search = request.query.get("q", "").strip()[:200]
+    tenant = request.query.get("tenant", "").strip()[:128]
     after = cursor_of(request)
     if search:
         rows = await queries.search_webhooks(
-            pool, after=after, limit=PAGE_SIZE + 1, enabled=FILTERS[state], text=search
+            pool,
+            after=after,
+            limit=PAGE_SIZE + 1,
+            enabled=FILTERS[state],
+            text=search,
+            tenant_id=tenant or None,
         )
     else:
-        rows = await store.list_page(pool, after=after, limit=PAGE_SIZE + 1, enabled=FILTERS[state])
+        rows = await store.list_page(
+            pool, after=after, limit=PAGE_SIZE + 1, enabled=FILTERS[state], tenant_id=tenant or None
+        )
     page = page_body(rows, Page(PAGE_SIZE, after))
     webhooks = page["data"]
     rates = await queries.success_rates(pool, [w["id"] for w in webhooks])
@@ -87,6 +95,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
             ],
             "state": state,
             "search": search,
+            "tenant": tenant,
             "next_cursor": page["next_cursor"],
             "paged": after is not None,
             "counts": {"": total, "active": active, "disabled": total - active},

@@ -87,3 +87,9 @@ async def deliveries(
     """The tenant's deliveries, newest first."""
     rows = await conn.fetch(Q["tenant_deliveries"], tenant_id, after, webhook_id, status, limit)
     return [delivery_store.to_api(r) for r in rows]
+
+
+async def footprint(conn: Executor, tenant_id: str) -> dict[str, int]:
+    """How many webhooks, unfinished deliveries and tokens the tenant has."""
+    row = await conn.fetchrow(Q["tenant_footprint"], tenant_id)
+    return {k: int(v) for k, v in dict(row).items()} if row else {}

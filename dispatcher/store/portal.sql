@@ -49,3 +49,11 @@ WHERE tenant_id = $1
   AND ($4::text IS NULL OR status = $4)
 ORDER BY id DESC
 LIMIT $5;
+
+-- name: tenant_footprint
+-- What deleting tenant $1 takes with it (the console says so before it is confirmed): its
+-- webhooks, their unfinished deliveries, and its tokens.
+SELECT (SELECT count(*) FROM webhooks WHERE tenant_id = $1) AS webhooks,
+       (SELECT count(*) FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
+        WHERE w.tenant_id = $1 AND d.status IN ('created', 'retrying')) AS unfinished,
+       (SELECT count(*) FROM tenant_tokens WHERE tenant_id = $1) AS tokens;
