@@ -44,6 +44,8 @@ class Operation:
     auth: Auth = "admin"
     # Problem answers this operation can give besides 401/403/422/500.
     problems: Sequence[int] = ()
+    # The body may be left out (every field has a default).
+    body_optional: bool = False
 
 
 def operation(**kwargs: Any) -> Callable[[F], F]:
@@ -87,7 +89,8 @@ _PROBLEM_TEXT = {
     503: "Unavailable (database unreachable, ingestion switched off, or starting)",
 }
 
-IGNORED_PREFIXES = ("/admin",)
+# The console and the tenant portal are HTML pages, not API.
+IGNORED_PREFIXES = ("/admin", "/portal")
 
 
 def operations(app: web.Application) -> list[tuple[str, str, Operation | None]]:
@@ -193,7 +196,7 @@ def build(app: web.Application) -> dict[str, Any]:
             entry["description"] = "Admin token or a publish token."
         if op.body is not None:
             entry["requestBody"] = {
-                "required": True,
+                "required": not op.body_optional,
                 "content": {"application/json": {"schema": ref[(op.body, "validation")]}},
             }
         paths.setdefault(path, {})[method.lower()] = entry

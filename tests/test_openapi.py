@@ -72,8 +72,13 @@ include-name = [
 parameters = {{ "query.cursor" = "{id_cursor}" }}
 
 [[operations]]
+include-name = ["GET /v1/tenants", "GET /v1/tenants/{{id}}/tokens"]
+parameters = {{ "query.cursor" = "{tenant_cursor}" }}
+
+[[operations]]
 include-name = [
     "POST /v1/event-types", "PATCH /v1/event-types/{{name}}", "POST /v1/webhooks/{{id}}/test",
+    "POST /v1/tenants",
 ]
 checks = {{ positive_data_acceptance = {{ enabled = false }} }}
 
@@ -103,11 +108,14 @@ async def test_schemathesis_finds_nothing(client: Any, receiver: Any, tmp_path: 
         await client.post(
             "/v1/events", json={"type": "order.created", "id": f"st-{n}", "data": {}}, headers=ADMIN
         )
+    for tenant in ("st-a", "st-b"):
+        await client.post("/v1/tenants", json={"id": tenant, "name": tenant}, headers=ADMIN)
     config = tmp_path / "schemathesis.toml"
     config.write_text(
         SCHEMATHESIS_TOML.format(
             event_cursor=await next_cursor(client, "/v1/events"),
             id_cursor=await next_cursor(client, "/v1/webhooks"),
+            tenant_cursor=await next_cursor(client, "/v1/tenants"),
         )
     )
     base = f"http://127.0.0.1:{client.server.port}"

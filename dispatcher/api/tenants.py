@@ -164,6 +164,7 @@ def _expiry(seconds: int | None) -> datetime | None:
     summary="Create a tenant token",
     tag="tenants",
     body=TenantTokenIn,
+    body_optional=True,
     responses={201: TenantTokenCreated},
     problems=(404,),
 )
@@ -216,6 +217,7 @@ async def delete_tenant_token(request: web.Request) -> web.Response:
     summary="Create a portal sign-in link",
     tag="tenants",
     body=PortalLinkIn,
+    body_optional=True,
     responses={201: PortalLinkOut},
     problems=(404,),
 )
