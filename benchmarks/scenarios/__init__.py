@@ -13,6 +13,7 @@ from benchmarks.scenarios import (
     latency,
     peer,
     raw,
+    tenants,
     validation,
 )
 from benchmarks.scenarios.base import Context, Options, Result
@@ -30,6 +31,7 @@ SCENARIOS: dict[str, Scenario] = {
     "failure_mix": failure_mix.run,
     "growth": growth.run,
     "peer": peer.run,
+    "tenants": tenants.run,
 }
 
 __all__ = ["SCENARIOS", "Context", "Options", "Result", "Scenario"]
