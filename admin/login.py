@@ -38,6 +38,12 @@ def _login_page(
     return response
 
 
+def _too_many(request: web.Request, error: str, retry_after: int) -> web.Response:
+    response = _login_page(request, status=429, error=error)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
 @routes.get(LOGIN)
 async def login_form(request: web.Request) -> web.Response:
     """The sign-in page (straight to the overview when already signed in)."""
@@ -62,22 +68,23 @@ async def login(request: web.Request) -> web.Response:
         )
     client = request.remote or "unknown"
     throttle = request.app[THROTTLE]
-    # The token is always checked: the throttle slows wrong guesses, it never refuses the
-    # right token (else anyone guessing from the operator's address locks the operator out).
-    await throttle.wait_turn()
     token = form.get("token")
     token = token.strip() if isinstance(token, str) else ""
+    # The right token signs in at once: the throttle holds back wrong guesses only, so no
+    # flood of them (from any address, the operator's included) keeps the operator out.
     if not token or request.app[TOKENS].role_of(token) != "admin":
-        blocked = throttle.blocked(client)
-        throttle.failed(client)
-        if blocked:
-            response = _login_page(
+        # An address over its limit is answered before any queue, so it cannot fill it.
+        if throttle.blocked(client):
+            throttle.failed(client)
+            return _too_many(
                 request,
-                status=429,
-                error="Too many wrong tokens from your address. Wait a few minutes and retry.",
+                "Too many wrong tokens from your address. Wait a few minutes and retry.",
+                int(throttle.window_seconds),
             )
-            response.headers["Retry-After"] = str(int(throttle.window_seconds))
-            return response
+        paced = await throttle.wait_turn()
+        throttle.failed(client)
+        if not paced:
+            return _too_many(request, "Too many sign-in attempts right now. Please retry.", 1)
         return _login_page(request, status=401, error="That is not the admin token.")
     cookie, _session = signer.issue()
     next_path = form.get("next")

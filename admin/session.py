@@ -143,21 +143,26 @@ class Signer:
 class LoginThrottle:
     """Wrong admin tokens, counted per client address and across all addresses.
 
-    Only wrong guesses are throttled; the token is always checked (in constant time) and the
-    right one always signs in, so no one can lock the operator out by guessing from the same
-    address (or from behind the same proxy). From an address with ``limit`` wrong guesses
-    within the window, further wrong guesses are answered 429. Once ``global_limit`` wrong
-    guesses from all addresses together fall within the window (guessing spread over many
-    addresses), every sign-in waits its turn and tokens are checked one per ``pace_seconds``:
-    guessing is bounded to that rate however many addresses take part, and the right token
-    still signs in, a little later. A sign-in does not clear the address's count: the guesses
-    before it may not have been the operator's.
+    Only wrong guesses are throttled. The token is checked first (in constant time) and the
+    right one signs in at once: no volume of wrong guesses, from the operator's address or
+    any other, queues or delays it (the admin token has 256 random bits; the throttle bounds
+    what a guesser learns per second, its entropy is what keeps it unguessable). From an
+    address with ``limit`` wrong guesses within the window, further wrong guesses are
+    answered 429 at once. Once ``global_limit`` wrong guesses from all addresses together
+    fall within the window (guessing spread over many addresses), each wrong guess is
+    answered one per ``pace_seconds``, in turn; at most ``queue_limit`` wait for their turn,
+    and one more is answered 429 ("busy") at once, so the queue, and the memory and
+    connections it holds, stays bounded however many guesses arrive. A sign-in does not
+    clear the address's count: the guesses before it may not have been the operator's.
     """
 
     limit: int = 10
     window_seconds: float = 300.0
     global_limit: int = 100
     pace_seconds: float = 0.2
+    queue_limit: int = 20
+    # Wrong guesses waiting for their paced turn right now.
+    waiting: int = 0
     failures: dict[str, deque[float]] = field(default_factory=dict)
     everyone: deque[float] = field(default_factory=deque)
     _gate: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -182,11 +187,22 @@ class LoginThrottle:
             self.everyone.popleft()
         return len(self.everyone) >= self.global_limit
 
-    async def wait_turn(self) -> None:
-        """Before a token is checked: under attack, wait for the next paced slot."""
-        if self.under_attack():
+    async def wait_turn(self) -> bool:
+        """Before a wrong guess is answered: under attack, wait for the next paced slot.
+
+        False, at once, when ``queue_limit`` guesses are already waiting (answer 429).
+        """
+        if not self.under_attack():
+            return True
+        if self.waiting >= self.queue_limit:
+            return False
+        self.waiting += 1
+        try:
             async with self._gate:
                 await asyncio.sleep(self.pace_seconds)
+        finally:
+            self.waiting -= 1
+        return True
 
     def failed(self, client: str) -> None:
         """Count a wrong guess."""

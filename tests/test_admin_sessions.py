@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -209,3 +210,83 @@ async def test_under_a_distributed_guess_the_admin_token_still_signs_in(client: 
     assert (await login(client, WRONG)).status == 401
     assert (await login(client, ADMIN_TOKEN)).status == 303
     assert (await client.get("/admin/", allow_redirects=False)).status == 200
+
+
+async def login_form(client: Client) -> str:
+    """Fetch the sign-in form once; its CSRF token serves many concurrent sign-ins."""
+    page = await client.get("/admin/login")
+    match = re.search(r'name="csrf_token" value="([^"]+)"', await page.text())
+    assert match
+    return match.group(1)
+
+
+async def post_token(client: Client, csrf: str, token: str) -> tuple[int, str]:
+    answer = await client.post(
+        "/admin/login",
+        data={"token": token, "csrf_token": csrf, "next": "/admin/"},
+        allow_redirects=False,
+    )
+    return answer.status, await answer.text()
+
+
+async def until(check: Callable[[], bool], what: str) -> None:
+    for _ in range(2000):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never: {what}")
+
+
+async def test_a_flood_of_wrong_tokens_neither_queues_without_bound_nor_delays_the_admin(
+    client: Client,
+) -> None:
+    throttle = client.app[THROTTLE]
+    # Guesses from many addresses (the test client's all come from one): none is over its
+    # own limit, together they are over the global one.
+    throttle.limit = 10**6
+    for n in range(throttle.global_limit):
+        throttle.failed(f"198.51.100.{n % 250}")
+    csrf = await login_form(client)
+    # Hold the queue: whoever enters it waits until the test lets go.
+    await throttle._gate.acquire()
+    flood = [asyncio.create_task(post_token(client, csrf, WRONG)) for _ in range(60)]
+    try:
+        await until(lambda: sum(t.done() for t in flood) == 60 - throttle.queue_limit, "busy")
+        assert throttle.waiting == throttle.queue_limit == 20
+        busy = [t.result() for t in flood if t.done()]
+        assert {status for status, _ in busy} == {429}
+        assert all("Too many sign-in attempts right now" in text for _, text in busy)
+        # The admin token signs in while the queue is held full: it waited for nothing.
+        # (A fresh form: every answer with the form set a new form cookie.)
+        status, _ = await post_token(client, await login_form(client), ADMIN_TOKEN)
+        assert status == 303
+        assert throttle.waiting == 20
+    finally:
+        throttle._gate.release()
+        answers = await asyncio.gather(*flood, return_exceptions=True)
+    # The twenty that waited their turn are told the token was wrong.
+    statuses = sorted(a[0] for a in answers if isinstance(a, tuple))
+    assert statuses == [401] * 20 + [429] * 40
+    assert (await client.get("/admin/", allow_redirects=False)).status == 200
+
+
+async def test_a_blocked_address_is_refused_before_the_queue(client: Client) -> None:
+    throttle = client.app[THROTTLE]
+    for n in range(throttle.global_limit):
+        throttle.failed(f"198.51.100.{n % 250}")
+    for _ in range(throttle.limit):
+        throttle.failed("127.0.0.1")
+    csrf = await login_form(client)
+    await throttle._gate.acquire()
+    try:
+        # (Were they queued, they would wait until the gate is let go: the test would fail.)
+        answers = await asyncio.wait_for(
+            asyncio.gather(*(post_token(client, csrf, WRONG) for _ in range(30))), 30
+        )
+        assert [status for status, _ in answers] == [429] * 30
+        assert all("Too many wrong tokens from your address" in text for _, text in answers)
+        assert throttle.waiting == 0
+        # The right token from the same address still signs in, with the queue held.
+        assert (await post_token(client, await login_form(client), ADMIN_TOKEN))[0] == 303
+    finally:
+        throttle._gate.release()
