@@ -435,36 +435,74 @@ class Engine:
                 lane.limit = max(MIN_LIMIT, lane.limit * 3 // 4)
 
     async def _send(self, spec: WebhookSpec, job: Job) -> bool:
-        """Make one attempt and hand its outcome on; whether it timed out."""
+        """Make one attempt and hand its outcome on; whether it timed out.
+
+        Whatever goes wrong while sending or classifying (a bug, an answer no one foresaw)
+        is recorded as a failed attempt and goes through the retry rule: a job is never left
+        leased with nothing recorded, which would strand its delivery for good.
+        """
         assert self._session is not None
         settings = self.settings
-        body = job.payload.envelope(spec.include_payload)
-        now = datetime.now(UTC)
-        headers = sender.build_headers(
-            spec.headers, spec.signing_secrets(now), job.payload.id, now, body
-        )
-        timeout = spec.timeout_seconds or settings.delivery_timeout_seconds
-        result = await sender.send(
-            self._session,
-            url=spec.target,
-            headers=headers,
-            body=body,
-            timeout=timeout,
-            allow_private=settings.allow_private_targets,
-        )
+        started_at = datetime.now(UTC)
+        t0 = time.perf_counter()
+        result: sender.AttemptResult | None = None
+        age_from = job.age_from
+        retries_done = job.attempt_count - job.attempts_base
+        try:
+            body = job.payload.envelope(spec.include_payload)
+            now = datetime.now(UTC)
+            headers = sender.build_headers(
+                spec.headers, spec.signing_secrets(now), job.payload.id, now, body
+            )
+            timeout = spec.timeout_seconds or settings.delivery_timeout_seconds
+            result = await sender.send(
+                self._session,
+                url=spec.target,
+                headers=headers,
+                body=body,
+                timeout=timeout,
+                allow_private=settings.allow_private_targets,
+            )
+            finished_at = datetime.now(UTC)
+            decision = retry.decide(
+                self.policy,
+                status=result.status_code,
+                retries_done=retries_done,
+                max_retries=spec.max_retries,
+                age_seconds=(finished_at - age_from).total_seconds(),
+                retry_after=retry.parse_retry_after(result.retry_after, finished_at),
+            )
+        except Exception as exc:
+            # Not log.exception: the exception's text may carry the URL's path or query.
+            log.error(
+                "attempt_crashed",
+                delivery_id=job.delivery_id,
+                webhook_id=spec.id,
+                error=sender.describe_error(exc, spec.target),
+                traceback=sender.scrub("".join(traceback.format_exception(exc)), spec.target),
+            )
+            finished_at = datetime.now(UTC)
+            # Retried (or failed) like a connection error: nothing says the receiver has it.
+            result = sender.AttemptResult(
+                started_at=result.started_at if result is not None else started_at,
+                duration_ms=(time.perf_counter() - t0) * 1000,
+                status_code=result.status_code if result is not None else None,
+                response_body=result.response_body if result is not None else None,
+                error=sender.describe_error(exc, spec.target),
+                error_kind="error",
+                retry_after=None,
+            )
+            decision = retry.decide(
+                self.policy,
+                status=None,
+                retries_done=retries_done,
+                max_retries=spec.max_retries,
+                age_seconds=(finished_at - age_from).total_seconds(),
+            )
         number = job.attempt_count + 1
-        finished_at = datetime.now(UTC)
         label = spec.id if self.per_webhook_metrics else ""
         metrics.attempts(metrics.result_class(result.status_code, result.error_kind), label).inc()
         metrics.attempt_duration(label).observe(result.duration_ms / 1000)
-        decision = retry.decide(
-            self.policy,
-            status=result.status_code,
-            retries_done=job.attempt_count - job.attempts_base,
-            max_retries=spec.max_retries,
-            age_seconds=(finished_at - job.age_from).total_seconds(),
-            retry_after=retry.parse_retry_after(result.retry_after, finished_at),
-        )
         if decision.verdict is retry.Verdict.SUCCESS:
             status, next_at = "success", None
             metrics.deliveries_finished("success", label).inc()

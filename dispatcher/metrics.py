@@ -119,7 +119,8 @@ HTTP_REQUESTS = Counter(
 # the shipped alerts and panels are built on those: the first auto-disable would never alert.
 INGEST_OUTCOMES = ("accepted", "duplicate")
 FINISHED_OUTCOMES = ("success", "failed")
-RESULT_CLASSES = ("2xx", "3xx", "4xx", "5xx", "timeout", "connection", "blocked")
+# "error": the attempt broke on our side (sending or classifying raised); retried as usual.
+RESULT_CLASSES = ("2xx", "3xx", "4xx", "5xx", "timeout", "connection", "blocked", "error")
 DISABLE_REASONS = ("auto", "gone")  # what the engine disables for; "manual" is not counted
 
 
@@ -168,7 +169,7 @@ def deliveries_finished(outcome: str, webhook_id: str) -> Counter:
 
 def result_class(status_code: int | None, error_kind: str | None) -> str:
     """The ``result`` label of an attempt."""
-    if status_code is None:
+    if status_code is None or error_kind == "error":
         return error_kind or "connection"
     return f"{status_code // 100}xx"
 

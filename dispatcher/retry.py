@@ -60,8 +60,12 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    # ASCII digits only: str.isdigit() also holds for "²" or "٣", which float() refuses.
+    if value.isascii() and value.isdigit():
+        try:
+            return float(value)
+        except (ValueError, OverflowError):
+            return None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

@@ -120,7 +120,8 @@ class AttemptResult:
     status_code: int | None
     response_body: str | None
     error: str | None
-    # None for an HTTP answer; else "timeout", "connection" or "blocked".
+    # None for an HTTP answer; else "timeout", "connection" or "blocked" ("error": the engine
+    # broke making or classifying the attempt).
     error_kind: str | None
     retry_after: str | None
 
