@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, Literal
 
 import orjson
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 
 _SECRETISH = re.compile(r"whsec_[A-Za-z0-9+/=]+|(?i:bearer\s+)\S+")
 _SENSITIVE_KEYS = frozenset({"secret", "token", "authorization", "webhook-signature", "password"})
@@ -115,6 +116,69 @@ def flush() -> None:
         _buffer.flush()
 
 
+# An exception's text up to where it would quote what was received: a colon (llhttp's
+# "reason: <the bytes>"), a quote or a bytes literal (the pure-Python parser's "... b'<line>'").
+_REASON_END = re.compile(r"\bb['\"]|[:'\"\r\n\\]")
+REASON_LIMIT = 120
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, in a few words that quote nothing received ("" if unknown)."""
+    if isinstance(exc, HttpProcessingError):
+        text = str(exc.message)
+    elif isinstance(exc, OSError):
+        text = exc.strerror or ""
+    else:
+        return ""  # any other exception's text may hold anything
+    text = _REASON_END.split(text, maxsplit=1)[0].strip()
+    return str(_mask(text))[:REASON_LIMIT]
+
+
+class _AiohttpRecords(logging.Handler):
+    """aiohttp's log records as structlog events: the error's class and a short reason.
+
+    aiohttp logs a malformed request as a plain-text traceback whose exception quotes the raw
+    request bytes, bearer tokens included, past structlog and its redaction. Here it becomes
+    one line: ``bad_http_request`` (info) for what the client sent wrong, else the record's
+    fixed message text without its arguments; never the request's bytes.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            exc = record.exc_info[1] if record.exc_info else None
+            fields: dict[str, Any] = {"logger": record.name}
+            if exc is not None:
+                fields["error"] = type(exc).__name__
+                if reason := _reason(exc):
+                    fields["reason"] = reason
+            if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 400) < 500:
+                _aiohttp_log.info("bad_http_request", status=exc.code or 400, **fields)
+                return
+            # The message template only: its arguments may be a request's parts.
+            event = " ".join(str(record.msg).replace("%s", "").replace("%r", "").split())
+            method = record.levelname.lower() if record.levelno >= logging.INFO else "debug"
+            getattr(_aiohttp_log, method, _aiohttp_log.warning)(event[:200], **fields)
+        except Exception:
+            self.handleError(record)
+
+
+_aiohttp_log = structlog.get_logger("aiohttp")
+AIOHTTP_LOGGERS = ("aiohttp.server", "aiohttp.access", "aiohttp.web", "aiohttp.internal")
+
+
+def _route_aiohttp_logs() -> None:
+    handler = _AiohttpRecords()
+    for name in AIOHTTP_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if isinstance(h, _AiohttpRecords)]:
+            logger.removeHandler(old)
+        logger.addHandler(handler)
+        # Not also to the root logger's plain-text handler. Debug records are dropped: aiohttp
+        # logs non-HTTP traffic (a TLS hello on the port) at debug, and that is noise.
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+
+
 def configure(fmt: Literal["console", "json"], level: int = logging.INFO) -> None:
     """Configure structlog (and route stdlib logging through the same output)."""
     shared: list[Any] = [
@@ -143,3 +207,4 @@ def configure(fmt: Literal["console", "json"], level: int = logging.INFO) -> Non
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _route_aiohttp_logs()
