@@ -176,6 +176,11 @@ async def current_secret(
     return value
 
 
+# Previous secrets that still sign after a rotation (within their grace period): the oldest
+# beyond these is dropped at the next one, so a signature header holds at most four.
+PREVIOUS_SECRETS = 3
+
+
 async def rotate_secret(
     conn: Conn, webhook_id: str, grace_seconds: float, *, scope: str | None = None
 ) -> str | None:
@@ -186,7 +191,7 @@ async def rotate_secret(
         if await conn.fetchval(Q["lock_webhook"], webhook_id, scope) is None:
             return None
         await conn.execute(Q["retire_secret"], webhook_id, float(grace_seconds))
-        await conn.execute(Q["prune_secrets"], webhook_id)
+        await conn.execute(Q["prune_secrets"], webhook_id, PREVIOUS_SECRETS)
         await conn.execute(Q["insert_secret"], webhook_id, secret)
         await notify(conn, "webhook", id=webhook_id)
     return secret
@@ -264,7 +269,7 @@ async def import_one(
         outcome = "updated" if outcome == "unchanged" else outcome
     elif secret is not None and secret != current:
         await conn.execute(Q["retire_secret"], webhook_id, float(grace_seconds))
-        await conn.execute(Q["prune_secrets"], webhook_id)
+        await conn.execute(Q["prune_secrets"], webhook_id, PREVIOUS_SECRETS)
         await conn.execute(Q["insert_secret"], webhook_id, secret)
         outcome = "updated" if outcome == "unchanged" else outcome
     if outcome != "unchanged":

@@ -75,8 +75,15 @@ SET expires_at = now() + make_interval(secs => $2)
 WHERE webhook_id = $1 AND expires_at IS NULL;
 
 -- name: prune_secrets
--- Rotation, step 2: forget secrets whose grace period is over.
-DELETE FROM webhook_secrets WHERE webhook_id = $1 AND expires_at <= now();
+-- Rotation, step 2: forget secrets whose grace period is over, and every previous one but the
+-- newest $2: each still signs, and repeated rotation must not grow the signature header past
+-- what receivers accept.
+DELETE FROM webhook_secrets
+WHERE webhook_id = $1 AND expires_at IS NOT NULL
+  AND (expires_at <= now()
+       OR id NOT IN (SELECT id FROM webhook_secrets
+                     WHERE webhook_id = $1 AND expires_at IS NOT NULL
+                     ORDER BY id DESC LIMIT $2));
 
 -- name: signing_secrets
 -- Every secret that signs right now, newest first.
