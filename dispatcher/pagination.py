@@ -16,6 +16,10 @@ from dispatcher.problems import invalid
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+# A page of a list that carries payloads (events) stops short of ``limit`` once its rows'
+# data would pass this many bytes (it always has at least one row): follow ``next_cursor``.
+# Without it one ?limit=500 page of 500 KB events was a 256 MB answer built in memory.
+MAX_PAGE_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +64,16 @@ def page_from_query(query: Mapping[str, str]) -> Page:
 
 
 def page_body(rows: Sequence[dict[str, Any]], page: Page, key: str = "id") -> dict[str, Any]:
-    """``{"data": rows[:limit], "next_cursor": ...}``; callers fetch ``limit + 1`` rows."""
-    more = len(rows) > page.limit
+    """``{"data": rows[:limit], "next_cursor": ...}``; callers fetch ``limit + 1`` rows.
+
+    Rows of a query bounded by bytes carry ``fetched`` (how many it found, more than it
+    returned when the byte budget ran out): then there is more as well.
+    """
     data = list(rows[: page.limit])
+    found = len(rows)
+    for row in data:
+        found = max(found, int(row.pop("fetched", 0)))
+    more = found > len(data)
     return {
         "data": data,
         "next_cursor": encode_cursor(str(data[-1][key])) if more and data else None,

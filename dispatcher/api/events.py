@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from dispatcher import ids
+from dispatcher import ids, pagination
 from dispatcher.api.common import json_response, path_id, query_str, read_json
 from dispatcher.api.event_data import check_data
 from dispatcher.api.scoping import known_tenant, tenant_filter
@@ -167,10 +167,15 @@ async def list_events(request: web.Request) -> web.Response:
         page.limit + 1,
         scope(request),
         tenant_filter(request),
+        pagination.MAX_PAGE_BYTES,
     )
+    # Fewer rows than were found: the page is full by bytes, the rest on the next one.
+    fetched = rows[0]["fetched"] if rows else 0
     data = [_event(r) for r in rows[: page.limit]]
+    for event in data:
+        del event["fetched"]
     next_cursor = None
-    if len(rows) > page.limit and data:
+    if fetched > len(data) and data:
         last = data[-1]
         next_cursor = encode_cursor(f"{last['created_at'].isoformat()}|{last['id']}")
     return json_response({"data": data, "next_cursor": next_cursor})

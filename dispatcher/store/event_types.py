@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from dispatcher import pagination
 from dispatcher.db import load_queries
 from dispatcher.schemas import EventTypeCreate, EventTypePatch
 from dispatcher.store import Conn, Executor, notify
@@ -38,8 +39,11 @@ async def get(conn: Executor, name: str) -> dict[str, Any] | None:
 
 
 async def list_page(conn: Executor, *, after: str | None, limit: int) -> list[dict[str, Any]]:
-    """Up to ``limit`` types after ``after``, alphabetically."""
-    return [dict(r) for r in await conn.fetch(Q["list_event_types"], after, limit)]
+    """Up to ``limit`` types after ``after``, alphabetically, while their schemas and examples
+    fit in :data:`~dispatcher.pagination.MAX_PAGE_BYTES` (each row says how many were
+    ``fetched``: :func:`~dispatcher.pagination.page_body` reads it)."""
+    rows = await conn.fetch(Q["list_event_types"], after, limit, pagination.MAX_PAGE_BYTES)
+    return [dict(r) for r in rows]
 
 
 async def all_rows(conn: Executor) -> list[asyncpg.Record]:

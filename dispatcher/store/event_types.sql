@@ -15,11 +15,25 @@ SELECT * FROM event_types WHERE name = $1 FOR UPDATE;
 SELECT * FROM event_types WHERE name = $1;
 
 -- name: list_event_types
--- Alphabetical, after a cursor (the last name seen).
-SELECT * FROM event_types
-WHERE ($1::text IS NULL OR name > $1)
-ORDER BY name
-LIMIT $2;
+-- Alphabetical, after a cursor (the last name seen). At most $2 rows, and only while their
+-- schemas and examples add up to $3 bytes (the first row always); `fetched` is how many
+-- candidates there were (see list_events).
+WITH candidates AS (
+    SELECT name, octet_length(coalesce(schema::text, '')) + octet_length(coalesce(examples::text, ''))
+                 + octet_length(coalesce(description, '')) AS size
+    FROM event_types
+    WHERE ($1::text IS NULL OR name > $1)
+    ORDER BY name
+    LIMIT $2
+), measured AS (
+    SELECT name, sum(size) OVER (ORDER BY name ROWS UNBOUNDED PRECEDING) AS running,
+           row_number() OVER (ORDER BY name) AS n, count(*) OVER () AS fetched
+    FROM candidates
+)
+SELECT t.*, m.fetched
+FROM measured m JOIN event_types t ON t.name = m.name
+WHERE m.n = 1 OR m.running <= $3
+ORDER BY m.name;
 
 -- name: all_event_types
 -- The whole catalogue, for export and for the in-memory registry.

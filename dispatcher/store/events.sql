@@ -44,19 +44,34 @@ FROM events e WHERE e.id = $1 AND ($2::text IS NULL OR e.tenant_id = $2);
 -- name: list_events
 -- Newest first (by arrival), after a cursor, optionally of one type; within scope $5 and,
 -- for the operator, of tenant $6 (events_tenant serves both). The summary counts only the
--- deliveries in scope.
+-- deliveries in scope. At most $4 rows, and only while their data adds up to $7 bytes (the
+-- first row always): the candidates are measured without holding their data, which is read
+-- only for the rows that fit. `fetched` is how many candidates there were.
+WITH candidates AS (
+    SELECT e.id, e.created_at, octet_length(e.data::text) AS size
+    FROM events e
+    WHERE ($5::text IS NULL OR e.tenant_id = $5)
+      AND ($6::text IS NULL OR e.tenant_id = $6)
+      AND ($1::timestamptz IS NULL OR (e.created_at, e.id) < ($1, $2))
+      AND ($3::text IS NULL OR e.type = $3)
+    ORDER BY e.created_at DESC, e.id DESC
+    LIMIT $4
+), measured AS (
+    SELECT id, created_at,
+           sum(size) OVER (ORDER BY created_at DESC, id DESC ROWS UNBOUNDED PRECEDING) AS running,
+           row_number() OVER (ORDER BY created_at DESC, id DESC) AS n,
+           count(*) OVER () AS fetched
+    FROM candidates
+)
 SELECT e.id, e.type, e.data, e.occurred_at, e.created_at, e.tenant_id,
        coalesce((SELECT jsonb_object_agg(s.status, s.n)
                  FROM (SELECT status, count(*) AS n FROM deliveries d
                        WHERE d.event_id = e.id AND ($5::text IS NULL OR d.tenant_id = $5)
-                       GROUP BY status) s), '{}') AS deliveries
-FROM events e
-WHERE ($5::text IS NULL OR e.tenant_id = $5)
-  AND ($6::text IS NULL OR e.tenant_id = $6)
-  AND ($1::timestamptz IS NULL OR (e.created_at, e.id) < ($1, $2))
-  AND ($3::text IS NULL OR e.type = $3)
-ORDER BY e.created_at DESC, e.id DESC
-LIMIT $4;
+                       GROUP BY status) s), '{}') AS deliveries,
+       m.fetched
+FROM measured m JOIN events e ON e.id = m.id
+WHERE m.n = 1 OR m.running <= $7
+ORDER BY m.created_at DESC, m.id DESC;
 
 -- name: event_as_stored
 -- One event with its data as the exact text stored (the bytes a receiver got inside "data").
