@@ -7,6 +7,7 @@ Reads are plain dict lookups on the event loop: no locks, no database round trip
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -68,6 +69,13 @@ FROM webhooks w
 """
 
 
+@functools.lru_cache(maxsize=8192)
+def _matcher(patterns: tuple[str, ...]) -> Matcher:
+    # Shared by every webhook with the same patterns (a Matcher is immutable): with many
+    # tenants' webhooks subscribing alike, one compiled set instead of one each.
+    return Matcher.compile(patterns)
+
+
 def _spec(row: asyncpg.Record) -> WebhookSpec:
     secrets = []
     for item in row["secret_list"]:
@@ -76,7 +84,7 @@ def _spec(row: asyncpg.Record) -> WebhookSpec:
     return WebhookSpec(
         id=row["id"],
         url=row["url"],
-        matcher=Matcher.compile(row["event_types"]),
+        matcher=_matcher(tuple(row["event_types"])),
         enabled=row["enabled"],
         # A reserved name stored before it was reserved (svix-*) must not reach the receiver.
         headers=tuple(
