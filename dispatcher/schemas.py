@@ -513,7 +513,8 @@ class EventType(BaseModel):
 class SendTestIn(Body):
     """``POST /v1/webhooks/{id}/test``: one event of this type; ``data`` or the first example."""
 
-    event_type: EventTypeName
+    # Not dispatcher.*: a test send must not forge an operational event either.
+    event_type: ProducerTypeName
     data: Any = Field(
         None,
         description="The event's data; absent: the type's first example.",

@@ -15,7 +15,7 @@ from aiohttp import web
 from dispatcher import ids
 from dispatcher.api.common import json_response, read_model
 from dispatcher.api.webhooks import existing
-from dispatcher.app_keys import INGESTOR, POOL, REGISTRY
+from dispatcher.app_keys import INGESTOR, POOL, REGISTRY, SETTINGS
 from dispatcher.db import dumps_exact
 from dispatcher.event_schemas import SchemaError, compile_schema, errors_in
 from dispatcher.fanout import Routing
@@ -63,11 +63,15 @@ def data_to_send(body: SendTestIn, event_type: dict[str, Any] | None) -> Any:
 async def send_test_event(request: web.Request) -> web.Response:
     """One event of ``event_type`` to this webhook only, delivered and logged like any other."""
     webhook = await existing(request)
-    body = await read_model(request, SendTestIn)
+    # The payload limit applies as to any published event: to the body, then to the data.
+    max_bytes = request.app[SETTINGS].max_payload_bytes
+    body = await read_model(request, SendTestIn, max_bytes)
     if not webhook["enabled"]:
         raise Problem(409, "The webhook is disabled; enable it to send it a test.", slug="conflict")
     stored = await event_type_store.get(request.app[POOL], body.event_type)
     data = data_to_send(body, stored)
+    if len(dumps_exact(data).encode()) > max_bytes:
+        raise Problem(413, f"data is larger than {max_bytes} bytes.", slug="too-large")
     answer = await send(request, webhook["id"], body.event_type, data, webhook["tenant_id"])
     return json_response(answer, status=202)
 
