@@ -243,10 +243,13 @@ class Ingestor:
             }
             duplicates = [e.id for e in unique if e.id not in inserted]
             counts = {i: n for i, n in fanned.items() if i in inserted}
+            # A duplicate is answered with what is stored, not with what was sent again.
+            stored_types = {e.id: e.type for e in unique}
             if duplicates:
                 jobs = [j for j in jobs if j.payload.id in inserted]
                 for r in await conn.fetch(Q["delivery_counts"], duplicates):
                     counts[r["event_id"]] = r["n"]
+                    stored_types[r["event_id"]] = r["type"]
         created = sum(counts[i] for i in inserted)
         metrics.INGEST_BATCH_SIZE.observe(len(events))
         metrics.EVENTS_INGESTED.labels("accepted").inc(len(inserted))
@@ -259,5 +262,6 @@ class Ingestor:
         for e in events:
             duplicate = e.id not in inserted or e.id in seen
             seen.add(e.id)
-            answers.append(Accepted(e.id, e.type, counts.get(e.id, 0), duplicate))
+            shown = stored_types[e.id] if duplicate else e.type
+            answers.append(Accepted(e.id, shown, counts.get(e.id, 0), duplicate))
         return answers, jobs

@@ -28,8 +28,10 @@ WITH new_events AS (
 SELECT id FROM new_events;
 
 -- name: delivery_counts
--- How many deliveries existing events have (the answer to a duplicate submission).
-SELECT event_id, count(*) AS n FROM deliveries WHERE event_id = ANY($1::text[]) GROUP BY event_id;
+-- The answer to a duplicate submission: the stored event's type and how many deliveries it has.
+SELECT e.id AS event_id, e.type,
+       (SELECT count(*) FROM deliveries d WHERE d.event_id = e.id) AS n
+FROM events e WHERE e.id = ANY($1::text[]);
 
 -- name: get_event
 -- One event within scope $2 (a tenant's id; NULL: the operator) with a summary of its
