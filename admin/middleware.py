@@ -19,8 +19,8 @@ from admin.render import redirect, render
 from admin.session import SESSION_COOKIE
 from dispatcher.app_keys import POOL
 from dispatcher.db import DB_UNAVAILABLE
-from dispatcher.ingest import NotRunning
 from dispatcher.problems import Handler, Problem, client_gone, disconnected, unreadable_body
+from dispatcher.readiness import NotRunning
 from dispatcher.store import console_sessions
 
 log = structlog.get_logger("dispatcher.admin")

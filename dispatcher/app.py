@@ -8,6 +8,7 @@ and ``/readyz``. Long-lived resources (the database pool) are opened and closed 
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ from dispatcher.app_keys import (
     INGEST_BUDGET,
     INGESTOR,
     LISTENER,
+    OPERATIONAL,
     POOL,
     REGISTRY,
     SCHEDULER,
@@ -107,10 +109,13 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     ingestor = Ingestor(pool, registry, engine)
     # Operational events have a writer of their own: producers' events never wait behind
     # a commit of Dispatcher's own (under a stream of failures, ten of those a second).
-    publisher = Publisher(Ingestor(pool, registry, engine))
-    engine.publisher = publisher
+    publisher = Publisher(Ingestor(pool, registry, engine), settings.failure_window_seconds)
+    # Who listens to what the engine announces: the one place it is decided.
+    engine.written.connect(scheduler.outcomes_written)
+    engine.written.connect(publisher.outcomes_written)
+    engine.disabled.connect(publisher.webhook_disabled)
     app[REGISTRY], app[ENGINE], app[SCHEDULER] = registry, engine, scheduler
-    app[LISTENER], app[INGESTOR] = listener, ingestor
+    app[LISTENER], app[INGESTOR], app[OPERATIONAL] = listener, ingestor, publisher
     background: list[asyncio.Task[None]] = []
 
     async def start() -> None:
@@ -123,6 +128,11 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
                 log.warning("schema_check_failed", error=str(exc))
             await asyncio.sleep(1)
         await registry.load(pool)
+        # What start-up made (the registry above all: 100,000 tenants' webhooks are millions
+        # of objects) lives as long as the process: kept out of the collector's full passes,
+        # which would otherwise walk all of it again and again while serving.
+        gc.collect()
+        gc.freeze()
         await engine.start()
         ingestor.start()
         publisher.ingestor.start()

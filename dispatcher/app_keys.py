@@ -11,6 +11,7 @@ from dispatcher.config import Settings
 from dispatcher.engine import Engine
 from dispatcher.ingest import Ingestor
 from dispatcher.listener import Listener
+from dispatcher.operational import Publisher
 from dispatcher.registry import Registry
 from dispatcher.scheduler import Scheduler
 
@@ -23,5 +24,7 @@ ENGINE = web.AppKey("engine", Engine)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 LISTENER = web.AppKey("listener", Listener)
+# Operational events (dispatcher.*): the engine's announcements, published.
+OPERATIONAL = web.AppKey("operational", Publisher)
 # Request-body bytes ingestion holds at once in this process (DISPATCHER_INGEST_MEMORY_BYTES).
 INGEST_BUDGET = web.AppKey("ingest_budget", ByteBudget)

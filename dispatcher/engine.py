@@ -20,7 +20,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -32,10 +32,9 @@ from dispatcher.db import DB_UNAVAILABLE
 from dispatcher.jobs import Job, Payload
 from dispatcher.outcomes import Outcome, OutcomeBuffer
 from dispatcher.registry import Registry, WebhookSpec
+from dispatcher.signals import Signal
+from dispatcher.store import webhooks as webhook_store
 from dispatcher.store.deliveries import Q
-
-if TYPE_CHECKING:
-    from dispatcher.operational import Publisher
 
 log = structlog.get_logger("dispatcher.delivery")
 
@@ -63,6 +62,24 @@ _RELEASE_TROUBLE: tuple[type[BaseException], ...] = (asyncpg.PostgresError, *DB_
 # Heartbeats between two looks for stray leases.
 STRAY_CHECK_BEATS = 3
 CLAIM_BATCH = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomesWritten:
+    """A batch of outcomes is committed: the API already shows them."""
+
+    outcomes: tuple[Outcome, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDisabled:
+    """The engine disabled a webhook (``reason`` "auto" or "gone"), committed and applied."""
+
+    webhook_id: str
+    name: str | None
+    url: str | None
+    reason: str
+    disabled_at: datetime
 
 
 def instance_id() -> str:
@@ -130,10 +147,9 @@ class Engine:
         self._idle.set()
         self.outcomes = OutcomeBuffer(pool, self.owner, on_flushed=self._flushed)
         self.per_webhook_metrics = settings.metrics_per_webhook
-        # Set by the scheduler: told when a retry is written, to wake if it is due early.
-        self.retry_written: Callable[[datetime], None] | None = None
-        # Set by the app: where operational events go.
-        self.publisher: Publisher | None = None
+        # What the engine announces; dispatcher/app.py connects the listeners.
+        self.written: Signal[OutcomesWritten] = Signal()
+        self.disabled: Signal[WebhookDisabled] = Signal()
         self._gone_tasks: set[str] = set()
         self._breaker_pending: set[str] = set()
         self._breaker_task: asyncio.Task[None] | None = None
@@ -560,8 +576,6 @@ class Engine:
         self._gone_tasks.add(webhook_id)
 
         async def run() -> None:
-            from dispatcher.store import webhooks as webhook_store
-
             try:
                 async with self.pool.acquire() as conn:
                     row = await webhook_store.disable_if_enabled(conn, webhook_id, "gone")
@@ -576,56 +590,29 @@ class Engine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def webhook_disabled(self, webhook: dict[str, object]) -> None:
-        """A webhook was disabled by the engine (auto or gone): apply, log, tell operators."""
+    async def webhook_disabled(self, webhook: dict[str, Any]) -> None:
+        """A webhook was disabled by the engine (auto or gone): apply, log, announce."""
         webhook_id = str(webhook["id"])
+        reason = str(webhook["disabled_reason"])
         await self.registry.refresh_webhook(self.pool, webhook_id)
         self.webhook_changed(webhook_id)
-        log.warning("webhook_disabled", webhook_id=webhook_id, reason=webhook["disabled_reason"])
-        metrics.AUTO_DISABLES.labels(str(webhook["disabled_reason"])).inc()
-        if self.publisher is not None:
-            from dispatcher.operational import WEBHOOK_DISABLED
-
-            self.publisher.publish(
-                WEBHOOK_DISABLED,
-                {
-                    "webhook_id": webhook_id,
-                    "name": webhook.get("name"),
-                    "url": webhook.get("url"),
-                    "reason": webhook["disabled_reason"],
-                    "disabled_at": webhook["disabled_at"],
-                },
-                webhook_id,
+        log.warning("webhook_disabled", webhook_id=webhook_id, reason=reason)
+        metrics.AUTO_DISABLES.labels(reason).inc()
+        self.disabled.send(
+            WebhookDisabled(
+                webhook_id=webhook_id,
+                name=webhook.get("name"),
+                url=webhook.get("url"),
+                reason=reason,
+                disabled_at=webhook["disabled_at"],
             )
+        )
 
     def _flushed(self, batch: list[Outcome]) -> None:
         # Only now is the outcome durable: until here the delivery is held (not a stray).
         self._unhold(o.delivery_id for o in batch)
-        # A retry written to the database may be due before the scheduler's next look.
-        if self.retry_written is not None:
-            earliest = min((o.next_attempt_at for o in batch if o.next_attempt_at), default=None)
-            if earliest is not None:
-                self.retry_written(earliest)
-        if self.publisher is not None:
-            self.publisher.failures.observe(batch, self.settings.failure_window_seconds)
-            from dispatcher.operational import DELIVERY_FAILED, PREFIX
-
-            # Announced once the failure is committed, so the API already says "failed".
-            for o in batch:
-                if o.status == "failed" and not o.event_type.startswith(PREFIX):
-                    self.publisher.publish(
-                        DELIVERY_FAILED,
-                        {
-                            "delivery_id": o.delivery_id,
-                            "event_id": o.event_id,
-                            "event_type": o.event_type,
-                            "webhook_id": o.webhook_id,
-                            "attempt_count": o.number,
-                            "last_status_code": o.status_code,
-                            "last_error": o.error,
-                        },
-                        o.webhook_id,
-                    )
+        if self.written:
+            self.written.send(OutcomesWritten(tuple(batch)))
         if self.settings.failures_before_disable < 0:
             return
         failing = {

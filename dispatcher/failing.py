@@ -12,7 +12,7 @@ webhook costs nothing at all.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ def succeeded(outcome: Outcome) -> bool:
 
 
 def transitions(
-    batch: list[Outcome], is_failing: Callable[[str], bool]
+    batch: Sequence[Outcome], is_failing: Callable[[str], bool]
 ) -> tuple[set[str], set[str]]:
     """``(maybe_failing, recovered)`` webhook ids of a batch of outcomes, in order.
 
@@ -78,7 +78,7 @@ class FailureWatch:
         spec = self.registry.webhooks.get(webhook_id)
         return spec is not None and spec.failing_since is not None
 
-    def observe(self, batch: list[Outcome], window_seconds: float) -> None:
+    def observe(self, batch: Sequence[Outcome], window_seconds: float) -> None:
         """Look at a committed batch; any transition is written and published in the background."""
         maybe, recovered = transitions(batch, self._is_failing)
         if not maybe and not recovered:

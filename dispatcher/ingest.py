@@ -22,6 +22,7 @@ from dispatcher import fanout, ids, metrics
 from dispatcher.db import CONFLICT, DB_UNAVAILABLE
 from dispatcher.engine import Engine
 from dispatcher.jobs import Job, Payload
+from dispatcher.readiness import NotRunning
 from dispatcher.registry import Registry
 from dispatcher.store.events import Q
 
@@ -51,10 +52,6 @@ def _fail(group: list[_Waiter], exc: BaseException) -> None:
     for w in group:
         if not w.future.done():
             w.future.set_exception(exc)
-
-
-class NotRunning(Exception):
-    """Ingestion is not accepting events right now."""
 
 
 @dataclass(slots=True)

@@ -20,6 +20,7 @@ import structlog
 
 from dispatcher import ids
 from dispatcher.db import DB_UNAVAILABLE
+from dispatcher.engine import OutcomesWritten, WebhookDisabled
 from dispatcher.failing import FailureWatch
 from dispatcher.fanout import Routing
 from dispatcher.ingest import Ingestor, NewEvent
@@ -42,13 +43,51 @@ class Publisher:
     ``ingestor`` is the publisher's own (the app gives it a writer apart from producers').
     """
 
-    def __init__(self, ingestor: Ingestor) -> None:
+    def __init__(self, ingestor: Ingestor, failure_window_seconds: float) -> None:
         self.ingestor = ingestor
+        self.failure_window_seconds = failure_window_seconds
         self._pending: list[NewEvent] = []
         self._flusher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        # Told of every committed batch of outcomes (by the engine).
+        # Sees every committed batch of outcomes (through outcomes_written).
         self.failures = FailureWatch(ingestor.pool, ingestor.registry, self.publish)
+
+    def outcomes_written(self, event: OutcomesWritten) -> None:
+        """Watch a committed batch for failing webhooks; announce deliveries that failed.
+
+        Announced once the failure is committed, so the API already says "failed".
+        """
+        batch = event.outcomes
+        self.failures.observe(batch, self.failure_window_seconds)
+        for o in batch:
+            if o.status == "failed" and not o.event_type.startswith(PREFIX):
+                self.publish(
+                    DELIVERY_FAILED,
+                    {
+                        "delivery_id": o.delivery_id,
+                        "event_id": o.event_id,
+                        "event_type": o.event_type,
+                        "webhook_id": o.webhook_id,
+                        "attempt_count": o.number,
+                        "last_status_code": o.status_code,
+                        "last_error": o.error,
+                    },
+                    o.webhook_id,
+                )
+
+    def webhook_disabled(self, event: WebhookDisabled) -> None:
+        """Announce a webhook the engine disabled (auto, gone)."""
+        self.publish(
+            WEBHOOK_DISABLED,
+            {
+                "webhook_id": event.webhook_id,
+                "name": event.name,
+                "url": event.url,
+                "reason": event.reason,
+                "disabled_at": event.disabled_at,
+            },
+            event.webhook_id,
+        )
 
     def publish(self, event_type: str, data: dict[str, Any], about_webhook: str) -> None:
         """Queue one operational event about ``about_webhook`` (never delivered to it)."""

@@ -17,7 +17,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from dispatcher.db import CONFLICT, DB_UNAVAILABLE
-from dispatcher.ingest import NotRunning
+from dispatcher.readiness import NotRunning
 
 log = structlog.get_logger(__name__)
 

@@ -18,7 +18,7 @@ import asyncpg
 import structlog
 
 from dispatcher.db import DB_UNAVAILABLE
-from dispatcher.engine import Engine, job_from_row
+from dispatcher.engine import Engine, OutcomesWritten, job_from_row
 from dispatcher.store.deliveries import Q
 
 log = structlog.get_logger(__name__)
@@ -43,7 +43,6 @@ class Scheduler:
         self.wake = asyncio.Event()
         # When the loop looks again by itself (monotonic); +inf while it is busy claiming.
         self.next_look = math.inf
-        engine.retry_written = self.retry_written
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._tidied = 0.0
@@ -101,6 +100,14 @@ class Scheduler:
                         await self.wake.wait()
                 self.next_look = math.inf
             self.wake.clear()
+
+    def outcomes_written(self, event: OutcomesWritten) -> None:
+        """Outcomes are committed: a retry among them may be due before the next look."""
+        earliest = min(
+            (o.next_attempt_at for o in event.outcomes if o.next_attempt_at), default=None
+        )
+        if earliest is not None:
+            self.retry_written(earliest)
 
     def retry_written(self, due: datetime) -> None:
         """A retry due at ``due`` is in the database: wake if the loop would look later.

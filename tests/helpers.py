@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from standardwebhooks.webhooks import Webhook
 
-from dispatcher.app_keys import ENGINE, LISTENER
+from dispatcher.app_keys import ENGINE, LISTENER, OPERATIONAL
 from tests.receiver import Received, Responder
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -129,8 +129,9 @@ async def idle(*clients: Client) -> None:
             return not engine._breaker_pending and (task is None or task.done())
 
         await eventually(breaker_done, 5, "the breaker check to finish")
-        if engine.publisher is not None:
-            await engine.publisher.drain()
+        publisher = client.app.get(OPERATIONAL)
+        if publisher is not None:
+            await publisher.drain()
 
 
 def answer(*statuses: int) -> Responder:

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from dispatcher.app_keys import ENGINE
+from dispatcher.app_keys import ENGINE, OPERATIONAL
 from tests.helpers import (
     MakeClient,
     answer,
@@ -177,7 +177,7 @@ async def test_a_webhook_disabled_by_410_is_announced_once(
     engine = client.app[ENGINE]
 
     async def settled() -> bool:
-        publisher = engine.publisher
+        publisher = client.app.get(OPERATIONAL)
         return (
             len(await attempts_of(db, hook["id"])) == 2
             and not engine._gone_tasks

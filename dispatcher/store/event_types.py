@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from dispatcher import pagination
 from dispatcher.db import load_queries
 from dispatcher.schemas import EventTypeCreate, EventTypePatch
 from dispatcher.store import Conn, Executor, notify
@@ -41,9 +42,6 @@ async def list_page(conn: Executor, *, after: str | None, limit: int) -> list[di
     """Up to ``limit`` types after ``after``, alphabetically, while their schemas and examples
     fit in :data:`~dispatcher.pagination.MAX_PAGE_BYTES` (each row says how many were
     ``fetched``: :func:`~dispatcher.pagination.page_body` reads it)."""
-    # Imported here: dispatcher.pagination -> problems -> ingest -> registry imports this module.
-    from dispatcher import pagination
-
     rows = await conn.fetch(Q["list_event_types"], after, limit, pagination.MAX_PAGE_BYTES)
     return [dict(r) for r in rows]
 
