@@ -8,7 +8,6 @@ and ``/readyz``. Long-lived resources (the database pool) are opened and closed 
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -128,11 +127,6 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
                 log.warning("schema_check_failed", error=str(exc))
             await asyncio.sleep(1)
         await registry.load(pool)
-        # What start-up made (the registry above all: 100,000 tenants' webhooks are millions
-        # of objects) lives as long as the process: kept out of the collector's full passes,
-        # which would otherwise walk all of it again and again while serving.
-        gc.collect()
-        gc.freeze()
         await engine.start()
         ingestor.start()
         publisher.ingestor.start()
