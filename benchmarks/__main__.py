@@ -86,7 +86,7 @@ async def amain(args: argparse.Namespace) -> int:
         for t in met:
             shown = f"{t['value']:.2f}" + (f" ({t['x_raw']:.2f}x raw)" if t["x_raw"] else "")
             status = "ok" if t["met"] else "MISS"
-            print(f"  {t['scenario']:12} {t['figure']:28} {shown:>24}  {t['target']:12} {status}")
+            print(f"  {t['scenario']:14} {t['figure']:30} {shown:>24}  {t['target']:12} {status}")
     print(
         f"\n{report.machine()}; whole run {time.perf_counter() - t_run:.0f} s; "
         f"results written to {path}"

@@ -26,7 +26,7 @@ import aiohttp
 import asyncpg
 import orjson
 
-from benchmarks.measure import Progress
+from benchmarks.measure import ProcessCpu, Progress
 from dispatcher import migrate
 from dispatcher.embedded import EmbeddedPostgres
 
@@ -36,7 +36,9 @@ HEADERS = {"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json
 
 # The Dispatcher's settings for the whole run. Retries are few so failing webhooks finish
 # within a scenario; auto-disable is off so the failure mix keeps failing for its whole run.
+# Retention is far off: growth-history prunes its month of history itself, while it measures.
 DISPATCHER_SETTINGS = {
+    "DISPATCHER_RETENTION_DAYS": "3650",
     "DISPATCHER_MAX_RETRIES": "2",
     "DISPATCHER_FAILURES_BEFORE_DISABLE": "-1",
     "DISPATCHER_ALLOW_PRIVATE_TARGETS": "true",
@@ -299,14 +301,21 @@ class Env:
             await asyncio.sleep(0.02)
         raise RuntimeError(f"{label}: receiver got {count} of {total} in {timeout:.0f} s")
 
-    async def wait_recorded(self, total: int, timeout: float, label: str) -> float:
-        """Wait until ``total`` deliveries are ``success`` in the database; the time."""
+    async def wait_recorded(
+        self, total: int, timeout: float, label: str, after_id: str = ""
+    ) -> float:
+        """Wait until ``total`` deliveries are ``success`` in the database; the time.
+
+        Only deliveries whose id sorts after ``after_id`` count (ids are ULIDs, so sort by
+        creation): with millions of rows of history, counting all of them every 50 ms would
+        be the load measured.
+        """
         progress = Progress(label, total, "recorded")
         deadline = time.perf_counter() + timeout
         done = 0
         while time.perf_counter() < deadline:
             done = await self.db.fetchval(
-                "SELECT count(*) FROM deliveries WHERE status = 'success'"
+                "SELECT count(*) FROM deliveries WHERE status = 'success' AND id > $1", after_id
             )
             if done >= total:
                 return time.perf_counter()
@@ -314,8 +323,31 @@ class Env:
             await asyncio.sleep(0.05)
         raise RuntimeError(f"{label}: {done} of {total} deliveries recorded in {timeout:.0f} s")
 
-    async def attempts_recorded(self) -> int:
-        return int(await self.db.fetchval("SELECT count(*) FROM attempts"))
+    async def attempts_recorded(self, after_id: str = "") -> int:
+        """Attempts of the deliveries whose id sorts after ``after_id``."""
+        return int(
+            await self.db.fetchval("SELECT count(*) FROM attempts WHERE delivery_id > $1", after_id)
+        )
+
+    @property
+    def postmaster_pid(self) -> int | None:
+        """The embedded Postgres server's pid (postmaster.pid's first line), if there is one."""
+        try:
+            return int((self.workdir / "pg" / "pg" / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None  # an external server (DISPATCHER_BENCH_DATABASE_URL): not measured
+
+    def cpu(self, **others: Sequence[int]) -> ProcessCpu:
+        """A CPU meter (started) over the Dispatcher, the Postgres server and the receiver
+        (each a process tree), and any ``others``; ``dispatcher=[]`` leaves it out."""
+        pg = self.postmaster_pid
+        groups: dict[str, Sequence[int]] = {
+            "dispatcher": [self.dispatcher.pid],
+            "postgres": [pg] if pg is not None else [],
+            "receiver": self.receiver.pids,
+        }
+        groups.update(others)
+        return ProcessCpu({k: v for k, v in groups.items() if k != "dispatcher" or v}).start()
 
 
 async def _wait_up(session: aiohttp.ClientSession, urls: list[str], log: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -240,40 +241,6 @@ class CpuMeter:
         return cpu, 100 * cpu / wall if wall > 0 else float("nan")
 
 
-class TreeCpuMeter:
-    """CPU seconds used by a process and all its children (a Postgres server: the postmaster
-    and every backend), between start() and stop().
-
-    Children are listed at both ends; one that exits in between loses its CPU (the pool's
-    backends live for the whole run, so this undercounts only short-lived connections).
-    """
-
-    def __init__(self, root_pid: int) -> None:
-        self.root = psutil.Process(root_pid)
-        self._t0 = 0.0
-        self._cpu0: dict[int, float] = {}
-
-    def _cpu(self) -> dict[int, float]:
-        found: dict[int, float] = {}
-        with contextlib.suppress(psutil.Error):
-            for p in [self.root, *self.root.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    t = p.cpu_times()
-                    found[p.pid] = t.user + t.system
-        return found
-
-    def start(self) -> TreeCpuMeter:
-        self._t0 = time.perf_counter()
-        self._cpu0 = self._cpu()
-        return self
-
-    def stop(self) -> tuple[float, float]:
-        """(CPU seconds, percent of one core over the wall time)."""
-        cpu = sum(v - self._cpu0.get(pid, 0.0) for pid, v in self._cpu().items())
-        wall = time.perf_counter() - self._t0
-        return cpu, 100 * cpu / wall if wall > 0 else float("nan")
-
-
 def bodies(size: int, event_type: str) -> Callable[[], dict[str, Any]]:
     """A factory of event bodies whose ``data`` JSON is ``size`` bytes, stamped when made."""
     import orjson
@@ -285,3 +252,79 @@ def bodies(size: int, event_type: str) -> Callable[[], dict[str, Any]]:
         return {"type": event_type, "data": {"sent_at": time.time(), "pad": pad}}
 
     return make
+
+
+# -- CPU per delivery, by process ----------------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_times(pid: int) -> tuple[float, float]:
+    """(utime + stime, cutime + cstime) of one process, seconds, from ``/proc/<pid>/stat``.
+
+    cutime/cstime are what the process has reaped: for the postmaster, every backend that
+    exited (with what those had reaped in turn).
+    """
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        raw = f.read()
+    fields = raw[raw.rindex(b")") + 2 :].split()  # the name may hold spaces and parentheses
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])  # stat fields 14-17
+    return (utime + stime) / _TICK, (cutime + cstime) / _TICK
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds a process tree has used so far: every live member's own time plus what
+    each has reaped (a child that exited is counted in its parent's cutime/cstime, once)."""
+    try:
+        root = psutil.Process(pid)
+        members = [root.pid, *(p.pid for p in root.children(recursive=True))]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for member in members:
+        with contextlib.suppress(OSError):
+            own, reaped = _proc_times(member)
+            total += own + reaped
+    return total
+
+
+class ProcessCpu:
+    """CPU seconds of named groups of process trees between start() and stop().
+
+    ``groups`` maps a name (``dispatcher``, ``postgres``, ``receiver``, ``worker``) to root
+    pids; each root counts with all its descendants, live or reaped (see :func:`tree_cpu_s`).
+    A group with no pids (e.g. an external Postgres) is reported as NaN.
+    """
+
+    def __init__(self, groups: dict[str, Sequence[int]]) -> None:
+        self.groups = {name: list(pids) for name, pids in groups.items()}
+        self._t0 = 0.0
+        self._cpu0: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+        self.wall = float("nan")
+
+    def _cpu(self) -> dict[str, float]:
+        return {name: sum(tree_cpu_s(p) for p in pids) for name, pids in self.groups.items()}
+
+    def start(self) -> ProcessCpu:
+        self._cpu0 = self._cpu()
+        self._t0 = time.perf_counter()
+        return self
+
+    def stop(self) -> ProcessCpu:
+        self.wall = time.perf_counter() - self._t0
+        now = self._cpu()
+        self.seconds = {
+            name: (now[name] - self._cpu0[name]) if self.groups[name] else float("nan")
+            for name in self.groups
+        }
+        return self
+
+    def per(self, count: int, unit: str = "delivery", pct: bool = False) -> dict[str, float]:
+        """``<group>_cpu_us_per_<unit>`` for every group (and ``<group>_cpu_pct`` of one core)."""
+        out: dict[str, float] = {}
+        for name, secs in self.seconds.items():
+            out[f"{name}_cpu_us_per_{unit}"] = 1e6 * secs / count if count else float("nan")
+            if pct:
+                out[f"{name}_cpu_pct"] = 100 * secs / self.wall if self.wall > 0 else float("nan")
+        return out

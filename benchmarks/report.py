@@ -29,6 +29,8 @@ TARGETS: dict[tuple[str, str], tuple[str, Check]] = {
         lambda v, r: r is not None and r >= 0.5,
     ),
     ("e2e", "deliveries_per_s"): (">= 0.6x raw", lambda v, r: r is not None and r >= 0.6),
+    ("e2e", "postgres_cpu_us_per_delivery"): ("<= 50 us", lambda v, r: v <= 50),
+    ("e2e", "dispatcher_vs_client_floor"): ("<= 1.3x", lambda v, r: v <= 1.3),
     ("validation", "single_cost_pct"): ("<= 10 %", lambda v, r: v <= 10),
     ("tenants", "single_ratio"): (">= 0.9 of no tenants", lambda v, r: v >= 0.9),
     ("tenants", "e2e_ratio"): (">= 0.9 of no tenants", lambda v, r: v >= 0.9),
@@ -40,6 +42,10 @@ TARGETS: dict[tuple[str, str], tuple[str, Check]] = {
     ("concurrency", "peak_rss_mb"): ("<= 400 MB", lambda v, r: v <= 400),
     ("failure_mix", "healthy_p99_change_pct"): ("< 20 %", lambda v, r: v < 20),
     ("peer", "ours_vs_peer"): (">= 1.5x", lambda v, r: v >= 1.5),
+    ("peer", "ours_postgres_vs_peer_postgres"): ("<= 0.65x", lambda v, r: v <= 0.65),
+    ("growth-history", "throughput_ratio"): (">= 0.9 of empty", lambda v, r: v >= 0.9),
+    ("growth-history", "p99_ratio"): ("<= 1.1 of empty", lambda v, r: v <= 1.1),
+    ("growth-history", "prune_ingest_ratio"): (">= 0.9 of not pruning", lambda v, r: v >= 0.9),
 }
 
 
@@ -72,7 +78,7 @@ def _shown(value: Any) -> str:
 
 def table(name: str, result: Result, raw: float | None) -> str:
     """One scenario's block of the table."""
-    lines = [f"{'scenario':12} {'figure':36} {'value':>12} {'x raw':>7}  target"]
+    lines = [f"{'scenario':14} {'figure':36} {'value':>12} {'x raw':>7}  target"]
     for key, value in result.figures.items():
         r = ratio(name, key, value, raw)
         target = ""
@@ -80,8 +86,8 @@ def table(name: str, result: Result, raw: float | None) -> str:
             what, check = TARGETS[(name, key)]
             target = f"{what}: {'ok' if check(float(value), r) else 'MISS'}"
         shown_ratio = f"{r:7.2f}" if r is not None else ""
-        lines.append(f"{name:12} {key:36} {_shown(value):>12} {shown_ratio:>7}  {target}".rstrip())
-    lines.extend(f"{'':12} note: {n}" for n in result.notes)
+        lines.append(f"{name:14} {key:36} {_shown(value):>12} {shown_ratio:>7}  {target}".rstrip())
+    lines.extend(f"{'':14} note: {n}" for n in result.notes)
     return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@ from benchmarks.scenarios import (
     e2e,
     failure_mix,
     growth,
+    growth_history,
     ingest,
     latency,
     peer,
@@ -30,6 +31,7 @@ SCENARIOS: dict[str, Scenario] = {
     "concurrency": concurrency.run,
     "failure_mix": failure_mix.run,
     "growth": growth.run,
+    "growth-history": growth_history.run,
     "peer": peer.run,
     "tenants": tenants.run,
 }

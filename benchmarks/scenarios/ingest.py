@@ -1,7 +1,8 @@
 """ingest: ``POST /v1/events`` one event at a time at increasing concurrency, and batches of 100.
 
 No webhook is registered, so this is ingestion alone: validation, the group-committed insert
-and the 202. Each request's round trip is timed too (p50/p99 at each concurrency).
+and the 202. Each request's round trip is timed too (p50/p99 at each concurrency), and CPU
+per event by process at 64 in flight and for the batches.
 """
 
 from __future__ import annotations
@@ -33,22 +34,30 @@ async def run(ctx: Context) -> Result:
 
         await run_concurrent(min(n, 2 * conc), conc, one)  # warm-up: connections, caches
         took.clear()
+        cpu = env.cpu()
         secs = await run_concurrent(n, conc, one, Progress(f"ingest c={conc}", n, "events"))
+        cpu.stop()
         rate = n / secs
         best = max(best, rate)
         figures[f"single_c{conc}_events_per_s"] = rate
         figures[f"single_c{conc}_p50_ms"] = pct(took, 0.5) * 1000
         figures[f"single_c{conc}_p99_ms"] = pct(took, 0.99) * 1000
+        if conc == 64:
+            per = cpu.per(n, "event")
+            figures.update({f"single_c64_{k}": v for k, v in per.items()})
     figures["single_best_events_per_s"] = best
     batches = ctx.opts.pick(50, 200)
 
     async def batch(_: int) -> None:
         await env.publish_batch([make() for _ in range(BATCH)])
 
+    cpu = env.cpu()
     secs = await run_concurrent(
         batches, BATCH_CONCURRENCY, batch, Progress("ingest batch100", batches, "batches")
     )
+    cpu.stop()
     figures["batch100_events_per_s"] = batches * BATCH / secs
+    figures.update({f"batch100_{k}": v for k, v in cpu.per(batches * BATCH, "event").items()})
     stored = await env.db.fetchval("SELECT count(*) FROM events")
     result = Result(figures)
     result.notes.append(f"{stored} events stored, no webhooks registered (0 deliveries)")

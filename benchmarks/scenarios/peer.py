@@ -17,7 +17,6 @@ import time
 import asyncpg
 
 from benchmarks.measure import (
-    CpuMeter,
     Progress,
     RssSampler,
     bodies,
@@ -40,7 +39,8 @@ async def run(ctx: Context) -> Result:
     if "e2e" not in ctx.results:
         print("  peer: running e2e first, for our figure", file=sys.stderr, flush=True)
         ctx.results["e2e"] = await e2e.run(ctx)
-    ours = ctx.results["e2e"].figures["deliveries_per_s"]
+    ours_figures = ctx.results["e2e"].figures
+    ours = ours_figures["deliveries_per_s"]
     await env.reset()
     await peer.install(env.db)
     await env.db.execute(f"TRUNCATE {peer.WEBHOOK_TABLE}, pgqueuer, pgqueuer_log")
@@ -84,7 +84,8 @@ async def run(ctx: Context) -> Result:
                 evs.append(e)
             await producer.publish(evs)
 
-        cpu = CpuMeter([worker.pid]).start()
+        await env.receiver.reset()
+        cpu = env.cpu(dispatcher=[], worker=[worker.pid])
         start = time.time()
         t0 = time.perf_counter()
         async with RssSampler(worker.pid).running() as rss:
@@ -93,7 +94,7 @@ async def run(ctx: Context) -> Result:
             t_enqueued = time.perf_counter()
             t_received = await env.wait_received(total, 300, "peer")
             t_done = await wait_queue_empty(env.db, 300)
-        _, cpu_pct = cpu.stop()
+        cpu.stop()
         logged = await env.db.fetchval(
             "SELECT count(*) FROM pgqueuer_log WHERE status = 'successful'"
         )
@@ -117,11 +118,17 @@ async def run(ctx: Context) -> Result:
         "jobs_logged_successful": logged,
         "enqueue_s": t_enqueued - t0,
         **latency_summary(stats["latencies"]),
-        "worker_cpu_pct": cpu_pct,
+        **cpu.per(total, pct=True),
         "worker_peak_rss_mb": rss.peak_mb,
         "ours_e2e_deliveries_per_s": ours,
         "ours_vs_peer": ours / theirs,
     }
+    for group, peer_group in (("postgres", "postgres"), ("dispatcher", "worker")):
+        mine = ours_figures.get(f"{group}_cpu_us_per_delivery", float("nan"))
+        figures[f"ours_{group}_cpu_us_per_delivery"] = mine
+        figures[f"ours_{group}_vs_peer_{peer_group}"] = (
+            mine / figures[f"{peer_group}_cpu_us_per_delivery"]
+        )
     return Result(figures, {"throughput": timeline(stats["arrivals"], stats["latencies"], start)})
 
 

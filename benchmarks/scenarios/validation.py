@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from benchmarks.env import HEADERS
-from benchmarks.measure import Progress, run_concurrent
+from benchmarks.measure import ProcessCpu, Progress, run_concurrent
 from benchmarks.scenarios.base import Context, Result
 from dispatcher.event_schemas import compile_schema
 
@@ -151,12 +151,27 @@ async def run(ctx: Context) -> Result:
     n = ctx.opts.pick(2000, 5000)
     batches = ctx.opts.pick(40, 120)
     rates: dict[str, list[float]] = {}
+    # CPU seconds by process and events, per (shape, kind), summed over the measured rounds.
+    cpu_s: dict[str, dict[str, float]] = {}
+    counted: dict[str, int] = {}
+
+    def account(key: str, cpu: ProcessCpu, events: int) -> None:
+        if not measuring[0]:
+            return
+        into = cpu_s.setdefault(key, {})
+        for group, secs in cpu.seconds.items():
+            into[group] = into.get(group, 0.0) + secs
+        counted[key] = counted.get(key, 0) + events
+
+    measuring = [False]  # the warm-up is not counted
 
     async def single(kind: str, label: str) -> float:
         async def one(_: int) -> None:
             await env.publish({"type": kind, "data": order(pad)})
 
+        cpu = env.cpu()
         secs = await run_concurrent(n, CONCURRENCY, one, Progress(label, n, "events"))
+        account(f"single_{_name(kind)}", cpu.stop(), n)
         return n / secs
 
     async def batch(kind: str, label: str) -> float:
@@ -164,12 +179,15 @@ async def run(ctx: Context) -> Result:
             await env.publish_batch([{"type": kind, "data": order(pad)} for _ in range(BATCH)])
 
         progress = Progress(label, batches, "batches")
+        cpu = env.cpu()
         secs = await run_concurrent(batches, BATCH_CONCURRENCY, one, progress)
+        account(f"batch100_{_name(kind)}", cpu.stop(), batches * BATCH)
         return batches * BATCH / secs
 
     # Warm-up: connections, the compiled validator, Postgres' caches.
     for kind in ("bench.plain", "bench.typed"):
         await single(kind, f"validation warm-up {kind}")
+    measuring[0] = True
     for r in range(rounds):
         # Alternate which goes first, so neither always runs on a warmer (or busier) machine.
         kinds = ("bench.plain", "bench.typed") if r % 2 == 0 else ("bench.typed", "bench.plain")
@@ -192,6 +210,9 @@ async def run(ctx: Context) -> Result:
         plain = figures[f"{shape}_plain_events_per_s"]
         schema = figures[f"{shape}_schema_events_per_s"]
         figures[f"{shape}_cost_pct"] = (plain - schema) / plain * 100
+    for key, groups in cpu_s.items():
+        for group, secs in groups.items():
+            figures[f"{key}_{group}_cpu_us_per_event"] = 1e6 * secs / counted[key]
     figures["validator_us_per_event"] = _validator_cost(order(pad))
     result = Result(figures)
     size = len(orjson.dumps(order(pad)))
@@ -201,6 +222,10 @@ async def run(ctx: Context) -> Result:
         f"per round {n} single events at {CONCURRENCY} in flight, {batches} batches of {BATCH}"
     )
     return result
+
+
+def _name(kind: str) -> str:
+    return "schema" if kind == "bench.typed" else "plain"
 
 
 def _validator_cost(data: dict[str, Any]) -> float:
