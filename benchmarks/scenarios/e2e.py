@@ -97,7 +97,7 @@ async def run(ctx: Context) -> Result:
     in_flight = figures["median_in_flight"]
     conc = max(1, round(in_flight)) if in_flight == in_flight else 64
     client = await floors.client_cpu_us_per_request(env, conc, int(ctx.opts.pick(5000, 20000)))
-    insert = await floors.postgres_cpu_us_per_row(env, int(ctx.opts.pick(20_000, 100_000)))
+    insert = await floors.postgres_cpu_us_per_row(env, int(ctx.opts.pick(50_000, 200_000)))
     figures.update(
         {
             "floor_client_in_flight": conc,
