@@ -82,3 +82,27 @@ async def test_a_webhook_naming_an_unknown_tenant_imports_nothing(
     assert caught.value.problems == ["tenant 'ghost' does not exist"]
     assert await db.fetchval("SELECT count(*) FROM tenants") == 0
     assert await db.fetchval("SELECT count(*) FROM webhooks") == 0
+
+
+async def test_a_tenants_webhook_keeps_its_tenant_through_export_and_import(
+    client: Client, database_url: str, empty_database: str
+) -> None:
+    await call(client, "POST", "/v1/tenants", 201, json={"id": "acme", "name": "Acme"})
+    hook = await call(
+        client, "POST", "/v1/webhooks", 201, json={**webhook_body(), "tenant_id": "acme"}
+    )
+    document = await transfer.export_dsn(database_url)
+    [exported] = [w for w in document["webhooks"] if w["id"] == hook["id"]]
+    assert exported["tenant_id"] == "acme"
+    await migrate.migrate_dsn(empty_database)
+    await transfer.import_dsn(
+        empty_database, transfer.parse(transfer.dumps(document)), grace_seconds=0
+    )
+    conn = await asyncpg.connect(empty_database)
+    try:
+        assert (
+            await conn.fetchval("SELECT tenant_id FROM webhooks WHERE id = $1", hook["id"])
+            == "acme"
+        )
+    finally:
+        await conn.close()

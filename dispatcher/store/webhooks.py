@@ -219,6 +219,7 @@ EXPORTED = (
     "timeout_seconds",
     "rate_limit_per_second",
     "max_in_flight",
+    "tenant_id",
     "created_at",
 )
 
@@ -259,6 +260,7 @@ async def import_one(
         values["rate_limit_per_second"],
         values["max_in_flight"],
         values.get("created_at"),
+        values.get("tenant_id"),
     )
     outcome = "unchanged" if row is None else "created" if row["inserted"] else "updated"
     if before is not None and row is not None and before["enabled"] != row["enabled"]:

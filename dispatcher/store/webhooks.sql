@@ -101,13 +101,15 @@ ORDER BY w.id;
 -- name: import_webhook
 -- `dispatcher import`: insert a webhook under its own id, or update it when a field differs
 -- (only then does updated_at move). Returns no row when nothing changed; `inserted` tells an
--- insert from an update. $7/$16 (disabled_at/created_at) apply to inserts only.
+-- insert from an update. $7/$16 (disabled_at/created_at) apply to inserts only, and so does
+-- $17, the tenant it belongs to (NULL: the operator's): a webhook never changes owner, its
+-- deliveries and log stay with the tenant they were sent for.
 INSERT INTO webhooks AS w (id, name, url, event_types, enabled, disabled_reason, disabled_at,
                            description, headers, metadata, include_payload, max_retries,
                            timeout_seconds, rate_limit_per_second, max_in_flight,
-                           created_at, updated_at)
+                           created_at, updated_at, tenant_id)
 VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $5 THEN NULL ELSE coalesce($7, now()) END,
-        $8, $9, $10, $11, $12, $13, $14, $15, coalesce($16, now()), now())
+        $8, $9, $10, $11, $12, $13, $14, $15, coalesce($16, now()), now(), $17)
 ON CONFLICT (id) DO UPDATE
 SET name = EXCLUDED.name,
     url = EXCLUDED.url,
