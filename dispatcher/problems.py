@@ -113,6 +113,14 @@ def not_found(what: str, ident: str) -> Problem:
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+
+def _fk_field(constraint: str | None, table: str | None) -> str:
+    """The column a foreign key named by Postgres's default (``<table>_<column>_fkey``) holds."""
+    if constraint and table and constraint.startswith(table + "_") and constraint.endswith("_fkey"):
+        return constraint[len(table) + 1 : -len("_fkey")] or "body"
+    return "body"
+
+
 # The status logged for a request whose client left before it was answered (nginx's
 # "client closed request"). It is never sent: there is no one to send it to.
 CLIENT_CLOSED = 499
@@ -196,6 +204,15 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         # Input Postgres cannot represent that validation did not catch: still the client's.
         log.warning("invalid_input", error=str(exc), path=request.path)
         return validation_failed([], f"The input cannot be stored: {exc}").response()
+    except asyncpg.ForeignKeyViolationError as exc:
+        # What the request names was deleted between its check and the write (a tenant
+        # deleted while a webhook is created for it): nothing was stored.
+        log.info("referent_gone", constraint=exc.constraint_name, path=request.path)
+        field = _fk_field(exc.constraint_name, getattr(exc, "table_name", None))
+        return validation_failed(
+            [{"field": field, "message": "refers to something that no longer exists"}],
+            f"{field}: refers to something that no longer exists.",
+        ).response()
     except (NotRunning, asyncpg.UndefinedTableError) as exc:
         # Starting up, shutting down, or pointed at a database that is not migrated yet.
         log.warning("not_ready", error=str(exc), path=request.path)

@@ -26,6 +26,7 @@ from tests.helpers import (
     idle,
     propagated,
     two,
+    webhook_body,
 )
 from tests.receiver import Receiver
 
@@ -280,3 +281,22 @@ async def test_send_what_was_missed_takes_only_the_webhook_tenant_events(
 
     await idle(client)
     assert len(receiver.at("/acme")) == 1 and len(receiver.at("/op")) == 1
+
+
+async def test_a_tenant_deleted_while_its_webhook_is_created_is_a_422_and_stores_nothing(
+    client: Client, db: asyncpg.Connection
+) -> None:
+    """The tenant passes the check, then is gone when the webhook is written (a race)."""
+    await call(client, "POST", "/v1/tenants", 201, json={"id": "gone", "name": "Gone"})
+    await call(client, "POST", "/v1/webhooks", 201, json={**webhook_body(), "tenant_id": "gone"})
+    # Deleted behind the instance's back (no NOTIFY): its registry still knows the tenant.
+    await db.execute("DELETE FROM webhook_secrets; DELETE FROM webhooks; DELETE FROM tenants")
+    resp = await client.post(
+        "/v1/webhooks", json={**webhook_body(), "tenant_id": "gone"}, headers=ADMIN
+    )
+    assert resp.status == 422, await resp.text()
+    problem = await resp.json(content_type=None)
+    assert problem["errors"] == [
+        {"field": "tenant_id", "message": "refers to something that no longer exists"}
+    ]
+    assert await db.fetchval("SELECT count(*) FROM webhooks") == 0
