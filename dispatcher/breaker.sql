@@ -1,10 +1,11 @@
 -- name: failures_in_window
--- Webhooks among $1 with at least $3 failed attempts (anything but 2xx) in the last $2 seconds.
+-- Webhooks among $1 with at least $3 failed attempts in the last $2 seconds (failed as the
+-- engine classified the answer: dispatcher.retry.classify, stored by the outcome write).
 SELECT webhook_id, count(*) AS failures
 FROM attempts
 WHERE webhook_id = ANY($1::text[])
   AND started_at > now() - make_interval(secs => $2)
-  AND (status_code IS NULL OR status_code NOT BETWEEN 200 AND 299)
+  AND failed
 GROUP BY webhook_id
 HAVING count(*) >= $3;
 

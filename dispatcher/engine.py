@@ -19,7 +19,7 @@ import traceback
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -30,8 +30,9 @@ from dispatcher import breaker, metrics, retry, sender
 from dispatcher.config import Settings
 from dispatcher.db import DB_UNAVAILABLE
 from dispatcher.jobs import Job, Payload
-from dispatcher.outcomes import Outcome, OutcomeBuffer
+from dispatcher.outcomes import Outcome, OutcomeBuffer, outcome_of
 from dispatcher.registry import Registry, WebhookSpec
+from dispatcher.retry import Answer
 from dispatcher.signals import Signal
 from dispatcher.store import webhooks as webhook_store
 from dispatcher.store.deliveries import Q
@@ -462,8 +463,6 @@ class Engine:
         started_at = datetime.now(UTC)
         t0 = time.perf_counter()
         result: sender.AttemptResult | None = None
-        age_from = job.age_from
-        retries_done = job.attempt_count - job.attempts_base
         try:
             body = job.payload.envelope(spec.include_payload)
             now = datetime.now(UTC)
@@ -480,14 +479,7 @@ class Engine:
                 allow_private=settings.allow_private_targets,
             )
             finished_at = datetime.now(UTC)
-            decision = retry.decide(
-                self.policy,
-                status=result.status_code,
-                retries_done=retries_done,
-                max_retries=spec.max_retries,
-                age_seconds=(finished_at - age_from).total_seconds(),
-                retry_after=retry.parse_retry_after(result.retry_after, finished_at),
-            )
+            outcome = outcome_of(self.policy, spec, job, result, finished_at)
         except Exception as exc:
             # Not log.exception: the exception's text may carry the URL's path or query.
             log.error(
@@ -497,8 +489,8 @@ class Engine:
                 error=sender.describe_error(exc, spec.target),
                 traceback=sender.scrub("".join(traceback.format_exception(exc)), spec.target),
             )
-            finished_at = datetime.now(UTC)
-            # Retried (or failed) like a connection error: nothing says the receiver has it.
+            # error_kind "error": retried (or failed) like a connection error, as nothing says
+            # the receiver has it.
             result = sender.AttemptResult(
                 started_at=result.started_at if result is not None else started_at,
                 duration_ms=(time.perf_counter() - t0) * 1000,
@@ -508,57 +500,31 @@ class Engine:
                 error_kind="error",
                 retry_after=None,
             )
-            decision = retry.decide(
-                self.policy,
-                status=None,
-                retries_done=retries_done,
-                max_retries=spec.max_retries,
-                age_seconds=(finished_at - age_from).total_seconds(),
-            )
-        number = job.attempt_count + 1
+            finished_at = datetime.now(UTC)
+            outcome = outcome_of(self.policy, spec, job, result, finished_at)
         label = spec.id if self.per_webhook_metrics else ""
         metrics.attempts(metrics.result_class(result.status_code, result.error_kind), label).inc()
         metrics.attempt_duration(label).observe(result.duration_ms / 1000)
-        if decision.verdict is retry.Verdict.SUCCESS:
-            status, next_at = "success", None
-            metrics.deliveries_finished("success", label).inc()
-            metrics.delivery_latency(label).observe((finished_at - job.age_from).total_seconds())
-        elif decision.verdict is retry.Verdict.RETRY:
-            status, next_at = "retrying", finished_at + timedelta(seconds=decision.delay)
-        else:
-            status, next_at = "failed", None
-            metrics.deliveries_finished("failed", label).inc()
-        self.outcomes.add(
-            Outcome(
-                delivery_id=job.delivery_id,
-                webhook_id=spec.id,
-                status=status,
-                number=number,
-                started_at=result.started_at,
-                duration_ms=result.duration_ms,
-                status_code=result.status_code,
-                response_body=result.response_body,
-                error=result.error or (decision.reason if status == "failed" else None),
-                url=spec.url,
-                next_attempt_at=next_at,
-                event_id=job.payload.id,
-                event_type=job.payload.type,
-                age_from=job.age_from,
-            )
-        )
+        status = outcome.status
+        if status != "retrying":
+            metrics.deliveries_finished(status, label).inc()
+            if status == "success":
+                latency = (finished_at - job.age_from).total_seconds()
+                metrics.delivery_latency(label).observe(latency)
+        self.outcomes.add(outcome)
         fields = {
             "event_id": job.payload.id,
             "delivery_id": job.delivery_id,
             "webhook_id": spec.id,
-            "attempt": number,
+            "attempt": outcome.number,
             "host": spec.target.host,
             "status_code": result.status_code,
             "error": result.error,
             "duration_ms": round(result.duration_ms, 1),
             "outcome": status,
         }
-        code = result.status_code
-        if code is not None and code < 500 and code not in (408, 429) and not 200 <= code < 300:
+        answer = outcome.answer
+        if answer is Answer.FAIL or answer is Answer.GONE:
             # A receiver's error page may quote the request line ("Cannot POST /hooks/…").
             shown = sender.scrub(result.response_body or "", spec.target)[:1024]
             log.warning("delivery_rejected", response_body=shown, **fields)
@@ -566,7 +532,7 @@ class Engine:
             log.warning("delivery_failed", **fields)
         else:
             log.info("delivery_attempt", **fields)
-        if decision.disable_gone:
+        if answer is Answer.GONE:
             self._disable_gone(spec.id)
         return result.error_kind == "timeout"
 
@@ -615,9 +581,7 @@ class Engine:
             self.written.send(OutcomesWritten(tuple(batch)))
         if self.settings.failures_before_disable < 0:
             return
-        failing = {
-            o.webhook_id for o in batch if o.status_code is None or not 200 <= o.status_code < 300
-        }
+        failing = {o.webhook_id for o in batch if o.failed}
         if failing:
             self._breaker_pending |= failing
             if self._breaker_task is None or self._breaker_task.done():

@@ -1,5 +1,5 @@
 -- name: start_failing
--- Webhooks among $1 whose last $2 attempts all failed (anything but 2xx) become failing,
+-- Webhooks among $1 whose last $2 attempts all failed (attempts.failed) become failing,
 -- unless they already are: the conditional UPDATE lets exactly one instance see the change.
 -- Each webhook reads its last $2 attempts and its last $3 seconds through
 -- attempts_webhook_time, so the cost does not grow with its history.
@@ -8,9 +8,8 @@ WITH recent AS (
     FROM unnest($1::text[]) AS c(id)
     CROSS JOIN LATERAL (
         SELECT count(*) AS n,
-               count(*) FILTER (WHERE x.status_code IS NULL
-                                   OR x.status_code NOT BETWEEN 200 AND 299) AS failed
-        FROM (SELECT a.status_code FROM attempts a WHERE a.webhook_id = c.id
+               count(*) FILTER (WHERE x.failed) AS failed
+        FROM (SELECT a.failed FROM attempts a WHERE a.webhook_id = c.id
               ORDER BY a.started_at DESC LIMIT $2) x
     ) r
     CROSS JOIN LATERAL (
@@ -20,7 +19,7 @@ WITH recent AS (
     CROSS JOIN LATERAL (
         SELECT count(*) AS failures FROM attempts a
         WHERE a.webhook_id = c.id AND a.started_at > now() - make_interval(secs => $3)
-          AND (a.status_code IS NULL OR a.status_code NOT BETWEEN 200 AND 299)
+          AND a.failed
     ) win
     WHERE r.n = $2 AND r.failed = $2
 )

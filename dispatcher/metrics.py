@@ -27,7 +27,9 @@ from prometheus_client import (
 )
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 
+from dispatcher.db import DB_UNAVAILABLE
 from dispatcher.openapi import operation
+from dispatcher.store.deliveries import Q
 
 if TYPE_CHECKING:
     from dispatcher.registry import Registry
@@ -197,8 +199,6 @@ async def handler(_request: web.Request) -> web.Response:
 
 async def sample(pool: asyncpg.Pool, registry_: Registry) -> None:
     """Refresh the gauges that are read rather than counted."""
-    from dispatcher.store.deliveries import Q
-
     DB_POOL.labels("in_use").set(pool.get_size() - pool.get_idle_size())
     DB_POOL.labels("idle").set(pool.get_idle_size())
     enabled = sum(1 for w in registry_.webhooks.values() if w.enabled)
@@ -213,8 +213,6 @@ async def sample(pool: asyncpg.Pool, registry_: Registry) -> None:
 
 async def sample_forever(pool: asyncpg.Pool, registry_: Registry, interval: float = 5.0) -> None:
     """Keep the sampled gauges fresh."""
-    from dispatcher.db import DB_UNAVAILABLE
-
     while True:
         try:
             await sample(pool, registry_)

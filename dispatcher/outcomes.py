@@ -1,7 +1,8 @@
 """Batched outcome writes: attempt rows and delivery updates, many per round trip.
 
-Every finished attempt is appended here; a single writer flushes when the buffer reaches
-``max_batch`` or ``max_delay`` after the first item, in one statement.
+:func:`outcome_of` turns an attempt's result into its :class:`Outcome` (a pure function: the
+retry rule applied once). Every finished attempt is appended here; a single writer flushes
+when the buffer reaches ``max_batch`` or ``max_delay`` after the first item, in one statement.
 Until the flush the delivery is still leased to this instance, so a crash in between means the
 attempt is made again (at-least-once), never that it is lost.
 """
@@ -9,15 +10,21 @@ attempt is made again (at-least-once), never that it is lost.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 import structlog
 
+from dispatcher import retry
 from dispatcher.db import DB_UNAVAILABLE
-from dispatcher.store.deliveries import Q
+from dispatcher.jobs import Job
+from dispatcher.registry import WebhookSpec
+from dispatcher.retry import Answer, RetryPolicy, Verdict
+from dispatcher.sender import AttemptResult
+from dispatcher.store import deliveries
 
 log = structlog.get_logger(__name__)
 
@@ -29,6 +36,7 @@ class Outcome:
     delivery_id: str
     webhook_id: str
     status: str  # the delivery's new status
+    answer: Answer  # how the attempt's answer reads (retry.classify)
     number: int  # this attempt's number (also the new attempt_count)
     started_at: datetime
     duration_ms: float
@@ -42,6 +50,66 @@ class Outcome:
     # The job's age origin (created_at or requeued_at): an outcome for an older queueing is
     # not applied over a manual retry or replay.
     age_from: datetime | None = None
+
+    @property
+    def failed(self) -> bool:
+        """Anything but success: counted by the failure window and the failing watch."""
+        return self.answer.failed
+
+
+def outcome_of(
+    policy: RetryPolicy,
+    webhook: WebhookSpec,
+    job: Job,
+    result: AttemptResult,
+    now: datetime,
+    *,
+    rng: random.Random | None = None,
+) -> Outcome:
+    """The outcome of one attempt of ``job`` to ``webhook`` that produced ``result``, at ``now``.
+
+    A result the engine itself broke on (``error_kind`` "error") reads as no answer: nothing
+    says the receiver has the event, so it is retried like a connection error.
+    """
+    status_code = None if result.error_kind == "error" else result.status_code
+    answer = retry.classify(status_code)
+    decision = retry.decide(
+        policy,
+        status=status_code,
+        retries_done=job.attempt_count - job.attempts_base,
+        max_retries=webhook.max_retries,
+        age_seconds=(now - job.age_from).total_seconds(),
+        # Read only when sent: an engine error's result (retry_after None) is classified
+        # without touching what may have broken.
+        retry_after=(
+            None if result.retry_after is None else retry.parse_retry_after(result.retry_after, now)
+        ),
+        rng=rng,
+    )
+    next_at: datetime | None = None
+    if decision.verdict is Verdict.SUCCESS:
+        status = "success"
+    elif decision.verdict is Verdict.RETRY:
+        status, next_at = "retrying", now + timedelta(seconds=decision.delay)
+    else:
+        status = "failed"
+    return Outcome(
+        delivery_id=job.delivery_id,
+        webhook_id=webhook.id,
+        status=status,
+        answer=answer,
+        number=job.attempt_count + 1,
+        started_at=result.started_at,
+        duration_ms=result.duration_ms,
+        status_code=result.status_code,
+        response_body=result.response_body,
+        error=result.error or (decision.reason if status == "failed" else None),
+        url=webhook.url,
+        next_attempt_at=next_at,
+        event_id=job.payload.id,
+        event_type=job.payload.type,
+        age_from=job.age_from,
+    )
 
 
 class OutcomeBuffer:
@@ -119,22 +187,7 @@ class OutcomeBuffer:
 
     async def _write(self, batch: list[Outcome]) -> None:
         async with self._pool.acquire() as conn:
-            await conn.execute(
-                Q["record_outcomes"],
-                [o.delivery_id for o in batch],
-                [o.status for o in batch],
-                [o.number for o in batch],
-                [o.started_at for o in batch],
-                [o.next_attempt_at for o in batch],
-                [o.status_code for o in batch],
-                [o.error for o in batch],
-                self._owner,
-                [o.age_from for o in batch],
-                [o.webhook_id for o in batch],
-                [o.duration_ms for o in batch],
-                [o.response_body for o in batch],
-                [o.url for o in batch],
-            )
+            await deliveries.record_outcomes(conn, owner=self._owner, outcomes=batch)
 
     async def drain(self, timeout: float) -> bool:
         """Wait until everything queued so far is written; False on timeout."""

@@ -3,7 +3,8 @@
 2xx succeeds. 5xx, 408, 429, timeouts and connection errors retry with exponential backoff and
 full jitter (``Retry-After`` on 429/503 is honoured up to the cap), at most ``max_retries``
 times and never past the maximum age; then the delivery fails. Every other status (3xx, 4xx)
-fails at once; 410 also disables the webhook.
+fails at once; 410 also disables the webhook. :func:`classify` is the one reading of an
+answer: the retry rule, the log line, the metrics and the failure window all use it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,31 @@ class Verdict(StrEnum):
     SUCCESS = "success"
     RETRY = "retry"
     FAIL = "fail"
+
+
+class Answer(StrEnum):
+    """What an attempt's answer says, whatever the delivery's budget: the one classification."""
+
+    SUCCESS = "success"  # 2xx
+    RETRY = "retry"  # 5xx, 408, 429, a timeout or connection error: worth trying again
+    FAIL = "fail"  # 3xx and other 4xx: trying again will not help
+    GONE = "gone"  # 410: fails, and the webhook is disabled
+
+    @property
+    def failed(self) -> bool:
+        """Anything but success: what the failure window and the failing watch count."""
+        return self is not Answer.SUCCESS
+
+
+def classify(status: int | None) -> Answer:
+    """Classify an answer; ``status`` is None for a timeout or connection error."""
+    if status is None:
+        return Answer.RETRY
+    if 200 <= status < 300:
+        return Answer.SUCCESS
+    if status >= 500 or status in (408, 429):
+        return Answer.RETRY
+    return Answer.GONE if status == 410 else Answer.FAIL
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +74,6 @@ class RetryDecision:
     delay: float = 0.0
     disable_gone: bool = False
     reason: str = ""
-
-
-def is_retryable_status(status: int) -> bool:
-    """Statuses worth trying again: server errors, timeouts and throttling."""
-    return status >= 500 or status in (408, 429)
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -91,11 +112,12 @@ def decide(
     already made before this attempt (0 after the first attempt fails). ``age_seconds`` is how
     long ago the delivery was created (or re-queued by hand).
     """
-    if status is not None and 200 <= status < 300:
+    answer = classify(status)
+    if answer is Answer.SUCCESS:
         return RetryDecision(Verdict.SUCCESS)
-    if status is not None and not is_retryable_status(status):
+    if answer is not Answer.RETRY:
         return RetryDecision(
-            Verdict.FAIL, disable_gone=status == 410, reason=f"HTTP {status} is not retried"
+            Verdict.FAIL, disable_gone=answer is Answer.GONE, reason=f"HTTP {status} is not retried"
         )
     limit = policy.max_retries if max_retries is None else max_retries
     if retries_done >= limit:

@@ -11,6 +11,7 @@ import asyncpg
 from dispatcher.app_keys import REGISTRY
 from dispatcher.failing import FAILING_AFTER, transitions
 from dispatcher.outcomes import Outcome
+from dispatcher.retry import classify
 from tests.receiver import Receiver
 from tests.test_delivery import MakeClient, answer, create_webhook, eventually, publish
 
@@ -133,6 +134,7 @@ def outcome(webhook_id: str, status_code: int | None) -> Outcome:
         delivery_id="dlv_x",
         webhook_id=webhook_id,
         status="failed",
+        answer=classify(status_code),
         number=1,
         started_at=datetime.now(UTC),
         duration_ms=1.0,

@@ -182,3 +182,40 @@ async def test_event_type_schemas_migration_upgrades_a_database_holding_types(
         assert row["examples"] == "[]"
     finally:
         await conn.close()
+
+
+async def test_attempts_failed_migration_classifies_the_attempts_already_logged(
+    empty_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0009 stores whether each logged attempt failed: 2xx did not; 4xx, 5xx, none did."""
+    shipped = migrate.available()
+    monkeypatch.setattr(migrate, "available", lambda: [m for m in shipped if m.version < 9])
+    await migrate.migrate_dsn(empty_database)
+    conn = await asyncpg.connect(empty_database)
+    try:
+        # The attempts alone: their deliveries do not matter to the column (no FK checks).
+        await conn.execute("SET session_replication_role = replica")
+        for code in (200, 204, 299, 301, 404, 410, 429, 500, None):
+            await conn.execute(
+                "INSERT INTO attempts (delivery_id, number, webhook_id, started_at, "
+                "duration_ms, status_code, url) VALUES ('dlv_x', 1, 'wh_x', now(), 1, $1, "
+                "'http://example.com/')",
+                code,
+            )
+        monkeypatch.setattr(migrate, "available", lambda: shipped)
+        assert 9 in await migrate.migrate(conn)
+        rows = await conn.fetch("SELECT status_code, failed FROM attempts ORDER BY id")
+        assert len(rows) == 9
+        assert {r["status_code"]: r["failed"] for r in rows} == {
+            200: False,
+            204: False,
+            299: False,
+            301: True,
+            404: True,
+            410: True,
+            429: True,
+            500: True,
+            None: True,
+        }
+    finally:
+        await conn.close()

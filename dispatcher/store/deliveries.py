@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -120,9 +121,12 @@ class Filter:
     event_type: str | None = None
     from_id: str | None = None
     to_id: str | None = None
+    tenant_id: str | None = None
+    # Only the operator's own deliveries (tenant_id NULL).
+    operator_only: bool = False
 
-    def args(self) -> tuple[str | None, ...]:
-        """The statement parameters $2-$7 of the console's queries."""
+    def args(self) -> tuple[str | bool | None, ...]:
+        """The statement parameters $2-$9 of the console's queries."""
         return (
             self.webhook_id,
             self.event_id,
@@ -130,6 +134,8 @@ class Filter:
             self.event_type,
             self.from_id,
             self.to_id,
+            self.tenant_id,
+            self.operator_only,
         )
 
 
@@ -188,3 +194,59 @@ async def attempt_buckets(
         Bucket(r["bucket"], r["attempts"], r["succeeded"], r["p50"] or 0.0, r["p99"] or 0.0)
         for r in rows
     ]
+
+
+class OutcomeRow(Protocol):
+    """What the outcome write reads of one attempt's outcome (dispatcher.outcomes.Outcome)."""
+
+    @property
+    def delivery_id(self) -> str: ...
+    @property
+    def webhook_id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def number(self) -> int: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def duration_ms(self) -> float: ...
+    @property
+    def status_code(self) -> int | None: ...
+    @property
+    def response_body(self) -> str | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def next_attempt_at(self) -> datetime | None: ...
+    @property
+    def age_from(self) -> datetime | None: ...
+    @property
+    def failed(self) -> bool: ...
+
+
+async def record_outcomes(conn: Executor, *, owner: str, outcomes: Sequence[OutcomeRow]) -> None:
+    """Log the attempts and apply each delivery's new state, in one statement.
+
+    Only deliveries still leased to ``owner`` and queued at the outcome's ``age_from`` change
+    (see ``record_outcomes`` in deliveries.sql); every attempt is logged either way.
+    """
+    await conn.execute(
+        Q["record_outcomes"],
+        owner,
+        [o.delivery_id for o in outcomes],
+        [o.status for o in outcomes],
+        [o.number for o in outcomes],
+        [o.started_at for o in outcomes],
+        [o.next_attempt_at for o in outcomes],
+        [o.status_code for o in outcomes],
+        [o.error for o in outcomes],
+        [o.age_from for o in outcomes],
+        [o.webhook_id for o in outcomes],
+        [o.duration_ms for o in outcomes],
+        [o.response_body for o in outcomes],
+        [o.url for o in outcomes],
+        [o.failed for o in outcomes],
+    )

@@ -118,18 +118,20 @@ WHERE d.id = ANY($1::text[]) AND d.lease_owner = $2 AND d.status IN ('created', 
 -- log, and each delivery's new state. Only rows this instance still leases and that are
 -- unfinished change (a cancel or a takeover wins over a late outcome), and only if nobody
 -- re-queued them by hand meanwhile (requeued_at is the fencing token). Every attempt is
--- logged either way.
+-- logged either way, with whether it failed as the caller classified it (retry.classify).
+-- $1 is the owner; $2... one array per column, built by store.deliveries.record_outcomes.
 WITH o AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::timestamptz[],
-                         $5::timestamptz[], $6::integer[], $7::text[], $9::timestamptz[],
-                         $10::text[], $11::double precision[], $12::text[], $13::text[])
+    SELECT * FROM unnest($2::text[], $3::text[], $4::integer[], $5::timestamptz[],
+                         $6::timestamptz[], $7::integer[], $8::text[], $9::timestamptz[],
+                         $10::text[], $11::double precision[], $12::text[], $13::text[],
+                         $14::boolean[])
         AS o(id, status, attempt_count, attempted_at, next_attempt_at, status_code, error,
-             age_from, webhook_id, duration_ms, response_body, url)
+             age_from, webhook_id, duration_ms, response_body, url, failed)
 ), logged AS (
     INSERT INTO attempts (delivery_id, number, webhook_id, started_at, duration_ms,
-                          status_code, response_body, error, url)
+                          status_code, response_body, error, url, failed)
     SELECT o.id, o.attempt_count, o.webhook_id, o.attempted_at, o.duration_ms, o.status_code,
-           o.response_body, o.error, o.url
+           o.response_body, o.error, o.url, o.failed
     FROM o
 )
 UPDATE deliveries d
@@ -149,8 +151,8 @@ FROM o
 -- rows), whatever the statistics say. "Leased to us and unfinished" is one test no index
 -- serves: as two, stale statistics (a table that grew fast) had the planner combine the
 -- leased and unfinished indexes, or scan the table, and hash every leased row.
-WHERE d.id = ANY($1::text[]) AND d.id = o.id
-  AND CASE WHEN d.status IN ('created', 'retrying') THEN d.lease_owner END = $8
+WHERE d.id = ANY($2::text[]) AND d.id = o.id
+  AND CASE WHEN d.status IN ('created', 'retrying') THEN d.lease_owner END = $1
   AND coalesce(d.requeued_at, d.created_at) = o.age_from;
 
 -- name: get_delivery
@@ -265,7 +267,8 @@ ON CONFLICT (event_id, webhook_id) DO NOTHING;
 -- status $4, event type $5, and a creation range as id bounds [$6, $7) (ids sort by creation
 -- time, see ids.time_bound). Every filter is "column = x ORDER BY id" on an index of
 -- (column, id) (webhook, status, event type, event), or the primary key for the range alone;
--- custom plans (db.py) drop the unused tests.
+-- custom plans (db.py) drop the unused tests. $8 keeps one tenant's (deliveries_tenant, a
+-- partial index the custom plan's `tenant_id = 'x'` implies), $9 true only the operator's own.
 SELECT * FROM deliveries
 WHERE ($1::text IS NULL OR id < $1)
   AND ($2::text IS NULL OR webhook_id = $2)
@@ -274,13 +277,15 @@ WHERE ($1::text IS NULL OR id < $1)
   AND ($5::text IS NULL OR event_type = $5)
   AND ($6::text IS NULL OR id >= $6)
   AND ($7::text IS NULL OR id < $7)
+  AND ($8::text IS NULL OR tenant_id = $8)
+  AND (NOT $9::boolean OR tenant_id IS NULL)
 ORDER BY id DESC
-LIMIT $8;
+LIMIT $10;
 
 -- name: console_bulk_page
--- One batch of a bulk action over the console's filters ($2-$7 as console_deliveries), after
--- keyset $1 (newest first), only deliveries the action applies to: $8 'retry' (anything but a
--- success, of a webhook that still exists) or 'cancel' (unfinished). Batches of $9 ids keep
+-- One batch of a bulk action over the console's filters ($2-$9 as console_deliveries), after
+-- keyset $1 (newest first), only deliveries the action applies to: $10 'retry' (anything but a
+-- success, of a webhook that still exists) or 'cancel' (unfinished). Batches of $11 ids keep
 -- each statement and its locks small; the keyset never revisits a row, so a retried row
 -- (still not a success) is not picked again.
 SELECT d.id FROM deliveries d
@@ -291,12 +296,14 @@ WHERE ($1::text IS NULL OR d.id < $1)
   AND ($5::text IS NULL OR d.event_type = $5)
   AND ($6::text IS NULL OR d.id >= $6)
   AND ($7::text IS NULL OR d.id < $7)
-  AND CASE WHEN $8 = 'retry'
+  AND ($8::text IS NULL OR d.tenant_id = $8)
+  AND (NOT $9::boolean OR d.tenant_id IS NULL)
+  AND CASE WHEN $10 = 'retry'
            THEN d.status <> 'success'
                 AND EXISTS (SELECT 1 FROM webhooks w WHERE w.id = d.webhook_id)
            ELSE d.status IN ('created', 'retrying') END
 ORDER BY d.id DESC
-LIMIT $9;
+LIMIT $11;
 
 -- name: retry_many
 -- Manual retry of the deliveries $1, as retry_delivery does for one.
