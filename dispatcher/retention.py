@@ -14,6 +14,7 @@ import asyncpg
 import structlog
 
 from dispatcher.db import DB_UNAVAILABLE, load_queries
+from dispatcher.store import tenants as tenant_store
 
 log = structlog.get_logger(__name__)
 Q = load_queries(Path(__file__).with_suffix(".sql"))
@@ -44,6 +45,8 @@ async def prune(pool: asyncpg.Pool, days: float, batch: int = BATCH) -> dict[str
                     if n < batch:
                         break
                     await asyncio.sleep(0)  # let the rest of the process breathe
+            # Used or expired portal sign-in links are of no use once past their expiry.
+            await tenant_store.prune_portal_links(conn)
         finally:
             try:
                 await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)

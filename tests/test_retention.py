@@ -134,3 +134,18 @@ async def test_retention_runs_on_one_instance_at_a_time(
     finally:
         await db.execute("SELECT pg_advisory_unlock($1)", retention.LOCK_KEY)
     assert await retention.prune(pool, 30) == {"deliveries": 0, "events": 1}
+
+
+async def test_retention_prunes_portal_links_a_day_past_their_expiry(
+    pool: asyncpg.Pool, db: asyncpg.Connection
+) -> None:
+    await db.execute("INSERT INTO tenants (id, name) VALUES ('acme', 'Acme')")
+    await db.execute(
+        "INSERT INTO portal_links (link_hash, tenant_id, expires_at) VALUES "
+        "('\\x01', 'acme', now() - interval '2 days'), "
+        "('\\x02', 'acme', now() - interval '1 hour'), "
+        "('\\x03', 'acme', now() + interval '1 hour')"
+    )
+    await retention.prune(pool, 30)
+    left = [bytes(r["link_hash"]) for r in await db.fetch("SELECT link_hash FROM portal_links")]
+    assert sorted(left) == [b"\x02", b"\x03"]
