@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from admin import queries
-from admin.listing import PAGE_SIZE, STATUS_ORDER, cursor_of
+from admin.listing import OPERATOR, PAGE_SIZE, STATUS_ORDER, cursor_of, tenant_filter
 from admin.render import redirect, render
 from admin.sent import Secret, requests_as_sent
 from dispatcher import ids
@@ -37,7 +37,7 @@ BULK_MAX = 10_000
 BULK_BATCH = 1_000
 ACTIONS = {"retry": "Retry", "cancel": "Cancel"}
 # Query-string names of the filters, kept across pages, bulk previews and their forms.
-FILTER_KEYS = ("webhook", "type", "status", "from", "to", "q")
+FILTER_KEYS = ("webhook", "type", "status", "from", "to", "q", "tenant")
 # Webhooks offered in the filter's list (more can still be chosen by id).
 WEBHOOK_CHOICES = 200
 
@@ -90,6 +90,9 @@ def parse_filters(query: Mapping[str, str]) -> Filters:
     if bounds["from"] and bounds["to"] and bounds["from"] >= bounds["to"]:
         errors["to"] = "Choose an end after the start."
         bounds["to"] = None
+    tenant = tenant_filter(values["tenant"])
+    if tenant.error:
+        errors["tenant"] = tenant.error
     return Filters(
         values=values,
         where=store.Filter(
@@ -99,6 +102,8 @@ def parse_filters(query: Mapping[str, str]) -> Filters:
             event_type=event_type or None,
             from_id=bounds["from"],
             to_id=bounds["to"],
+            tenant_id=tenant.tenant_id,
+            operator_only=tenant.operator_only,
         ),
         errors=errors,
     )
@@ -132,6 +137,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
             "status_filter": filters.values["status"],
             "statuses": STATUS_ORDER,
             "choices": await _webhook_choices(request),
+            "operator": OPERATOR,
             "next_cursor": page["next_cursor"],
             "paged": after is not None,
         },
@@ -168,6 +174,7 @@ async def bulk_preview(request: web.Request) -> web.Response:
             "capped": count > BULK_MAX,
             "limit": BULK_MAX,
             "filters": filters,
+            "operator": OPERATOR,
             "back": "/admin/deliveries?" + urlencode(filters.query()),
         },
     )

@@ -8,7 +8,7 @@ from datetime import datetime
 from aiohttp import web
 
 from admin import queries
-from admin.listing import PAGE_SIZE
+from admin.listing import OPERATOR, PAGE_SIZE, tenant_filter
 from admin.render import render
 from dispatcher.api.common import path_id
 from dispatcher.app_keys import POOL
@@ -37,11 +37,14 @@ def _keyset(raw: str | None) -> tuple[datetime | None, str | None]:
 
 @routes.get("/admin/events")
 async def list_events(request: web.Request) -> web.Response:
-    """Events, newest first; ``?type=`` filters; an exact event id opens that event."""
+    """Events, newest first; ``?type=`` and ``?tenant=`` filter; an exact event id opens that
+    event."""
     event_type = request.query.get("type", "").strip()[:255]
     error = None
     if event_type and name_problem(event_type):
         error = "Enter an event type name, like order.created."
+    tenant_raw = request.query.get("tenant", "").strip()[:200]
+    tenant = tenant_filter(tenant_raw)
     search = request.query.get("q", "").strip()[:255]
     pool = request.app[POOL]
     if search and await pool.fetchrow(Q["event_as_stored"], search) is not None:
@@ -53,6 +56,8 @@ async def list_events(request: web.Request) -> web.Response:
         after_id,
         None if error else event_type or None,
         PAGE_SIZE + 1,
+        tenant.tenant_id,
+        tenant.operator_only,
     )
     events = [dict(r) for r in rows[:PAGE_SIZE]]
     next_cursor = None
@@ -60,6 +65,8 @@ async def list_events(request: web.Request) -> web.Response:
         last = events[-1]
         next_cursor = encode_cursor(f"{last['created_at'].isoformat()}|{last['id']}")
     base = {"type": event_type} if event_type and not error else {}
+    if tenant_raw and not tenant.error:
+        base["tenant"] = tenant_raw
     return render(
         request,
         "events.html",
@@ -69,6 +76,9 @@ async def list_events(request: web.Request) -> web.Response:
             "type_filter": event_type,
             "search": search,
             "error": error,
+            "tenant": tenant_raw,
+            "tenant_error": tenant.error,
+            "operator": OPERATOR,
             "not_found": bool(search),
             "base_query": base,
             "next_cursor": next_cursor,

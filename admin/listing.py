@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 from aiohttp import web
 
 from dispatcher.pagination import decode_cursor
 from dispatcher.problems import Problem
+from dispatcher.schemas import TENANT_ID_PATTERN
 
 PAGE_SIZE = 25
 # Delivery statuses in the order a delivery moves through them.
@@ -21,3 +25,29 @@ def cursor_of(request: web.Request) -> str | None:
         return decode_cursor(raw)
     except Problem:
         return None
+
+
+# The ?tenant= value meaning "only the operator's own" (no tenant id can contain parentheses).
+OPERATOR = "(operator)"
+_TENANT_ID = re.compile(TENANT_ID_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantFilter:
+    """A ?tenant= filter: one tenant's rows, the operator's own, or (both unset) any."""
+
+    tenant_id: str | None = None
+    operator_only: bool = False
+    error: str | None = None
+
+
+def tenant_filter(raw: str) -> TenantFilter:
+    """Parse ?tenant= (a tenant id or :data:`OPERATOR`); a malformed id is reported, not applied."""
+    raw = raw.strip()
+    if not raw:
+        return TenantFilter()
+    if raw == OPERATOR:
+        return TenantFilter(operator_only=True)
+    if not _TENANT_ID.match(raw):
+        return TenantFilter(error="Enter a tenant id (letters, digits, . _ : -).")
+    return TenantFilter(tenant_id=raw)

@@ -81,14 +81,19 @@ SELECT id, type, occurred_at, data::text AS data_text FROM events WHERE id = $1;
 
 -- name: console_events
 -- The console's events page: newest first (by arrival) after the keyset ($1, $2), of type $3
--- or any; served by events_created, or events_type_created for one type. Only a size of the
--- data, not the data itself, and the count of its deliveries by status.
-SELECT e.id, e.type, e.occurred_at, e.created_at, octet_length(e.data::text) AS size,
+-- or any; served by events_created, or events_type_created for one type; of tenant $5 by
+-- events_tenant (partial: the custom plan's `tenant_id = 'x'` implies it), $6 true: only the
+-- operator's own. Only a size of the data, not the data itself, and the count of its
+-- deliveries by status.
+SELECT e.id, e.type, e.occurred_at, e.created_at, e.tenant_id,
+       octet_length(e.data::text) AS size,
        coalesce((SELECT jsonb_object_agg(s.status, s.n)
                  FROM (SELECT status, count(*) AS n FROM deliveries d
                        WHERE d.event_id = e.id GROUP BY status) s), '{}') AS deliveries
 FROM events e
 WHERE ($1::timestamptz IS NULL OR (e.created_at, e.id) < ($1, $2))
   AND ($3::text IS NULL OR e.type = $3)
+  AND ($5::text IS NULL OR e.tenant_id = $5)
+  AND (NOT $6::boolean OR e.tenant_id IS NULL)
 ORDER BY e.created_at DESC, e.id DESC
 LIMIT $4;

@@ -1,0 +1,147 @@
+"""The console's deliveries and events pages show each row's tenant and filter by it
+(``?tenant=<id>``, or ``?tenant=(operator)`` for the operator's own), and a bulk retry or
+cancel of a filtered set changes only that tenant's deliveries."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+from urllib.parse import quote
+
+import asyncpg
+from aiohttp.test_utils import TestClient
+
+from admin.listing import OPERATOR
+from tests.helpers import ADMIN
+from tests.receiver import Receiver
+from tests.test_admin import create_webhook, signed_in
+from tests.test_admin_console import deliveries, page, settled
+
+Client = TestClient[Any, Any]
+
+
+async def two_tenants_and_the_operator(
+    client: Client, receiver: Receiver, db: asyncpg.Connection
+) -> dict[str | None, list[str]]:
+    """Tenants acme (2 events) and globex (1) and the operator (1), a webhook each; returns
+    each owner's event ids once every delivery has settled."""
+    events: dict[str | None, list[str]] = {}
+    for tenant, count in (("acme", 2), ("globex", 1), (None, 1)):
+        if tenant:
+            made = await client.post(
+                "/v1/tenants", json={"id": tenant, "name": tenant.title()}, headers=ADMIN
+            )
+            assert made.status == 201
+        await create_webhook(
+            client, name=f"hook-{tenant or 'mine'}", url=receiver.url("/ok"), tenant_id=tenant
+        )
+        for _ in range(count):
+            body: dict[str, Any] = {"type": "order.created", "data": {"n": 1}}
+            if tenant:
+                body["tenant_id"] = tenant
+            resp = await client.post("/v1/events", json=body, headers=ADMIN)
+            assert resp.status == 202, await resp.text()
+            events.setdefault(tenant, []).append((await resp.json())["id"])
+    await settled(db, 4)
+    return events
+
+
+async def test_deliveries_and_events_show_and_filter_by_tenant(
+    client: Client, receiver: Receiver, db: asyncpg.Connection
+) -> None:
+    await signed_in(client)
+    events = await two_tenants_and_the_operator(client, receiver, db)
+    by_owner = {
+        owner: [r["id"] for r in await deliveries(db) if r["tenant_id"] == owner]
+        for owner in events
+    }
+
+    everything = await page(client, "/admin/deliveries")
+    assert all(d in everything for ids in by_owner.values() for d in ids)
+    assert 'href="/admin/tenants/acme"' in everything
+    assert 'href="/admin/tenants/globex"' in everything
+    assert ">operator<" in everything
+
+    acme = await page(client, "/admin/deliveries?tenant=acme")
+    assert all(d in acme for d in by_owner["acme"])
+    assert not any(d in acme for d in by_owner["globex"] + by_owner[None])
+    assert 'href="/admin/tenants/globex"' not in acme
+    # Pages and bulk actions keep the filter.
+    assert "/admin/deliveries/bulk/retry?tenant=acme" in acme
+
+    mine = await page(client, f"/admin/deliveries?tenant={quote(OPERATOR)}")
+    assert all(d in mine for d in by_owner[None])
+    assert not any(d in mine for d in by_owner["acme"] + by_owner["globex"])
+
+    listed = await page(client, "/admin/events?tenant=globex")
+    assert events["globex"][0] in listed
+    assert not any(e in listed for e in events["acme"] + events[None])
+    assert 'href="/admin/tenants/globex"' in listed
+    listed = await page(client, f"/admin/events?tenant={quote(OPERATOR)}")
+    assert events[None][0] in listed
+    assert not any(e in listed for e in events["acme"] + events["globex"])
+
+    detail = await page(client, f"/admin/events/{events['acme'][0]}")
+    assert 'href="/admin/tenants/acme"' in detail
+    detail = await page(client, f"/admin/deliveries/{by_owner['globex'][0]}")
+    assert 'href="/admin/tenants/globex"' in detail
+    detail = await page(client, f"/admin/deliveries/{by_owner[None][0]}")
+    assert 'href="/admin/tenants/' not in detail
+    assert ">operator<" in detail
+
+
+async def test_a_malformed_tenant_is_explained_not_applied(client: Client) -> None:
+    await signed_in(client)
+    for path in ("/admin/deliveries?tenant=a%20b", "/admin/events?tenant=a%20b"):
+        text = html.unescape(await page(client, path))
+        assert 'aria-invalid="true" aria-describedby="tenant-error"' in text, path
+        assert "Enter a tenant id" in text, path
+    text = await page(client, "/admin/deliveries/bulk/cancel?tenant=a%20b")
+    assert "Nothing to cancel" in text
+
+
+async def test_bulk_actions_are_confined_to_the_tenant_filter(
+    client: Client, receiver: Receiver, db: asyncpg.Connection
+) -> None:
+    csrf = await signed_in(client)
+    await two_tenants_and_the_operator(client, receiver, db)
+    # Make every delivery wait (as if each endpoint had been down), none due.
+    await db.execute("UPDATE deliveries SET status = 'retrying', due_at = NULL")
+
+    text = await page(client, "/admin/deliveries/bulk/cancel?tenant=acme")
+    assert 'id="bulk-count">2<' in text
+    assert "<code>acme</code>" in text
+    text = await page(client, f"/admin/deliveries/bulk/retry?tenant={quote(OPERATOR)}")
+    assert 'id="bulk-count">1<' in text
+    assert "The operator's own only" in html.unescape(text)
+    assert 'id="bulk-count">4<' in await page(client, "/admin/deliveries/bulk/cancel")
+
+    resp = await client.post(
+        "/admin/deliveries/bulk/cancel",
+        data={"tenant": "acme", "csrf_token": csrf},
+        allow_redirects=False,
+    )
+    assert resp.status == 303
+    assert resp.headers["Location"] == "/admin/deliveries?tenant=acme"
+    assert "2 deliveries cancelled." in await page(client, resp.headers["Location"])
+    statuses = sorted((r["tenant_id"] or "", r["status"]) for r in await deliveries(db))
+    assert statuses == [
+        ("", "retrying"),
+        ("acme", "cancelled"),
+        ("acme", "cancelled"),
+        ("globex", "retrying"),
+    ]
+
+    resp = await client.post(
+        "/admin/deliveries/bulk/cancel",
+        data={"tenant": OPERATOR, "csrf_token": csrf},
+        allow_redirects=False,
+    )
+    assert resp.status == 303
+    statuses = sorted((r["tenant_id"] or "", r["status"]) for r in await deliveries(db))
+    assert statuses == [
+        ("", "cancelled"),
+        ("acme", "cancelled"),
+        ("acme", "cancelled"),
+        ("globex", "retrying"),
+    ]
