@@ -10,6 +10,7 @@ already leased to this instance and handed to the engine in-process.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +25,8 @@ from dispatcher.engine import Engine
 from dispatcher.jobs import Job, Payload
 from dispatcher.readiness import NotRunning
 from dispatcher.registry import Registry
-from dispatcher.store.events import Q
+from dispatcher.store import events as event_store
+from dispatcher.store.events import DeliveryRow, EventRow
 
 log = structlog.get_logger(__name__)
 
@@ -188,12 +190,7 @@ class Ingestor:
         now = datetime.now(UTC)
         # Fan out before the insert, so that events and deliveries go in one statement; the
         # rows of events that turn out to be duplicates are not inserted (nor their jobs run).
-        d_ids: list[str] = []
-        d_events: list[str] = []
-        d_hooks: list[str] = []
-        d_types: list[str] = []
-        d_leased: list[bool] = []
-        d_tenants: list[str | None] = []
+        rows: list[DeliveryRow] = []
         jobs: list[Job] = []
         fanned: dict[str, int] = {}
         for e in unique:
@@ -205,48 +202,36 @@ class Ingestor:
             for spec in hooks:
                 did = ids.delivery_id()
                 leased = engine is not None and engine.accepts(spec.id)
-                d_ids.append(did)
-                d_events.append(e.id)
-                d_hooks.append(spec.id)
-                d_types.append(e.type)
-                d_leased.append(leased)
                 # The webhook's tenant: an operational event about a tenant's webhook also
                 # reaches the operator's, whose delivery is the operator's, not the tenant's.
-                d_tenants.append(spec.tenant_id)
+                rows.append(DeliveryRow(did, e.id, spec.id, e.type, leased, spec.tenant_id))
                 if leased:
                     jobs.append(Job(did, spec.id, payload, 0, 0, now))
+        new_events = [
+            EventRow(e.id, e.type, e.data_json.decode(), e.occurred_at, e.routing.only, e.tenant_id)
+            for e in by_id
+        ]
         async with self.pool.acquire() as conn:
-            inserted = {
-                r["id"]
-                for r in await _conflict_retried(
-                    conn.fetch,
-                    Q["insert_events"],
-                    [e.id for e in by_id],
-                    [e.type for e in by_id],
-                    [e.data_json.decode() for e in by_id],
-                    [e.occurred_at for e in by_id],
-                    d_ids,
-                    d_events,
-                    d_hooks,
-                    d_types,
-                    d_leased,
-                    owner,
-                    engine.settings.lease_seconds if engine is not None else 30.0,
-                    now,  # created_at: the jobs' age (and outcome fence) starts here
-                    [e.routing.only for e in by_id],
-                    [e.tenant_id for e in by_id],
-                    d_tenants,
+            inserted = await _conflict_retried(
+                functools.partial(
+                    event_store.insert_events,
+                    conn,
+                    events=new_events,
+                    deliveries=rows,
+                    owner=owner,
+                    lease_seconds=engine.settings.lease_seconds if engine is not None else 30.0,
+                    created_at=now,  # the jobs' age (and outcome fence) starts here
                 )
-            }
+            )
             duplicates = [e.id for e in unique if e.id not in inserted]
             counts = {i: n for i, n in fanned.items() if i in inserted}
             # A duplicate is answered with what is stored, not with what was sent again.
             stored_types = {e.id: e.type for e in unique}
             if duplicates:
                 jobs = [j for j in jobs if j.payload.id in inserted]
-                for r in await conn.fetch(Q["delivery_counts"], duplicates):
-                    counts[r["event_id"]] = r["n"]
-                    stored_types[r["event_id"]] = r["type"]
+                for stored in await event_store.stored(conn, duplicates):
+                    counts[stored.event_id] = stored.deliveries
+                    stored_types[stored.event_id] = stored.type
         created = sum(counts[i] for i in inserted)
         metrics.INGEST_BATCH_SIZE.observe(len(events))
         metrics.EVENTS_INGESTED.labels("accepted").inc(len(inserted))

@@ -1,27 +1,26 @@
 -- name: insert_events
 -- The group commit, in one statement (so one round trip, no BEGIN/COMMIT): many events, and
 -- the fan-out rows of those that were new. Returns the ids that were new; a duplicate's
--- deliveries are dropped with it. Leased rows ($9 true) are handed to this instance's engine
--- in-process; the others wait for a scheduler to claim them. $13 is the webhook a ping or test
--- send is addressed to (NULL for the others). $14 is each event's tenant, $15 each delivery's
--- (its webhook's).
+-- deliveries are dropped with it. Leased rows are handed to this instance's engine in-process;
+-- the others wait for a scheduler to claim them. $1 owner, $2 lease seconds, $3 created_at;
+-- then one array per column of store.events.EventRow ($4-$9) and DeliveryRow ($10-$15).
 WITH new_events AS (
     INSERT INTO events (id, type, data, occurred_at, sent_to, tenant_id)
     SELECT e.id, e.type, e.data::json, e.occurred_at, e.sent_to, e.tenant_id
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $13::text[],
-                $14::text[])
+    FROM unnest($4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::text[], $9::text[])
          AS e(id, type, data, occurred_at, sent_to, tenant_id)
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 ), new_deliveries AS (
     INSERT INTO deliveries (id, event_id, webhook_id, event_type, created_at, next_attempt_at,
                             due_at, lease_owner, lease_until, tenant_id)
-    SELECT d.id, d.event_id, d.webhook_id, d.event_type, $12, now(),
+    SELECT d.id, d.event_id, d.webhook_id, d.event_type, $3, now(),
            CASE WHEN d.leased THEN NULL ELSE now() END,
-           CASE WHEN d.leased THEN $10 END,
-           CASE WHEN d.leased THEN now() + make_interval(secs => $11) END,
+           CASE WHEN d.leased THEN $1 END,
+           CASE WHEN d.leased THEN now() + make_interval(secs => $2) END,
            d.tenant_id
-    FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::boolean[], $15::text[])
+    FROM unnest($10::text[], $11::text[], $12::text[], $13::text[], $14::boolean[],
+                $15::text[])
          AS d(id, event_id, webhook_id, event_type, leased, tenant_id)
     WHERE d.event_id IN (SELECT id FROM new_events)
 )
