@@ -9,6 +9,8 @@ webhook ``metadata``) may nest at most :data:`MAX_JSON_DEPTH` levels, and a whol
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import orjson
@@ -20,6 +22,8 @@ MAX_JSON_DEPTH = 64
 MAX_BODY_DEPTH = 2 * MAX_JSON_DEPTH
 # The deepest value orjson can serialize.
 _ORJSON_WRITE_DEPTH = 254
+# A run of digits that may be an integer beyond 64 bits, which orjson reads as a float.
+_LONG_NUMBER = re.compile(r"\d{19}")
 
 
 def deeper_than(value: Any, limit: int) -> bool:
@@ -71,8 +75,10 @@ def loads_stored(text: str) -> Any:
     answered exactly as stored instead of failing every response that includes them.
     """
     try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
+        # orjson reads integers beyond 64 bits as floats; the stdlib keeps them exact (and
+        # the answer is written by the stdlib too: see api.common.json_response).
+        value = json.loads(text) if _LONG_NUMBER.search(text) else orjson.loads(text)
+    except (ValueError, RecursionError):
         # Postgres validated it; what orjson refuses (over 1,024 levels) is passed on as is.
         return orjson.Fragment(text)
     if text_deeper_than(text, _ORJSON_WRITE_DEPTH) and deeper_than(value, _ORJSON_WRITE_DEPTH):

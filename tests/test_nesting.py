@@ -179,3 +179,26 @@ async def test_rows_stored_too_deep_before_the_cap_are_still_answered(
     for page in (f"/admin/webhooks/{hook_id}", f"/admin/webhooks/{hook_id}/edit"):
         resp = await client.get(page)
         assert resp.status == 200, (page, await resp.text())
+
+
+def test_stored_integers_beyond_64_bits_are_read_back_exactly() -> None:
+    text = (
+        '{"n": 18446744073709551616, "m": -123456789012345678901234567890,'
+        ' "s": "1234567890123456789"}'
+    )
+    assert nesting.loads_stored(text) == {
+        "n": 18446744073709551616,
+        "m": -123456789012345678901234567890,
+        "s": "1234567890123456789",
+    }
+
+
+async def test_an_event_with_integers_beyond_64_bits_reads_back_exactly(client: Any) -> None:
+    body = b'{"type": "order.created", "data": {"n": 18446744073709551616}}'
+    resp = await client.post(
+        "/v1/events", data=body, headers={**PUBLISHER, "Content-Type": "application/json"}
+    )
+    assert resp.status == 202, await resp.text()
+    event_id = (await resp.json())["id"]
+    got = await client.get(f"/v1/events/{event_id}", headers=ADMIN)
+    assert b'"n":18446744073709551616' in (await got.read()).replace(b" ", b"")
