@@ -1,6 +1,6 @@
 """The console's day-to-day views in Chromium: filtering deliveries, bulk retry, the events
-pages, an attempt's request as sent, a webhook's charts and "send what was missed"; in light
-and dark mode and at a phone's width. Screenshots go to ``$DISPATCHER_ARTIFACTS_DIR``."""
+pages, an attempt's request as sent, a webhook's charts and "send what was missed", deliveries
+and events of one tenant; in light and dark mode and at a phone's width. Screenshots go to ``$DISPATCHER_ARTIFACTS_DIR``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from playwright.async_api import Browser, expect
 
 from tests.helpers import PUBLISHER
 from tests.test_admin_browser import CHROMIUM, Client, Operator, api, browser, wait_for_delivery
-from tests.test_delivery import answer
+from tests.test_delivery import answer, eventually
 
 __all__ = ["browser"]  # the fixture, imported for this module's tests
 
@@ -204,3 +204,69 @@ async def test_console_views_in_dark_mode_and_on_a_phone(
         cell = page.locator("table.stack tbody tr").first.locator("td").first
         content = await cell.evaluate("el => getComputedStyle(el, '::before').content")
         assert content == '"Status"'
+
+
+async def test_operator_filters_deliveries_and_events_by_tenant(
+    operator: Make, make_client: Any, receiver: Any
+) -> None:
+    client = await make_client(max_retries=0)
+    receiver.responders["/acme"] = answer(500)
+    for tenant, name in (("acme", "Acme Inc."), ("globex", "Globex"), ("", "")):
+        if tenant:
+            await api(client, "POST", "/v1/tenants", json={"id": tenant, "name": name})
+        await api(
+            client,
+            "POST",
+            "/v1/webhooks",
+            json={
+                "name": f"{name or 'Our own'} orders",
+                "url": receiver.url(f"/{tenant or 'mine'}"),
+                "event_types": ["order.*"],
+                "tenant_id": tenant or None,
+            },
+        )
+        for n in range(2 if tenant == "acme" else 1):
+            body: dict[str, Any] = {"type": "order.created", "data": {"order": n}}
+            if tenant:
+                body["tenant_id"] = tenant
+            await api(client, "POST", "/v1/events", json=body)
+    for tenant, count in (("globex", 1), ("mine", 1)):
+        await receiver.wait_for(count, f"/{tenant}")
+
+    async def acme_failed() -> bool:
+        listed = await api(client, "GET", "/v1/deliveries?tenant_id=acme&status=failed")
+        return len(listed["data"]) == 2
+
+    await eventually(acme_failed, what="acme's 2 deliveries to fail")
+
+    op = await operator(client, "9-tenants")
+    page = op.page
+    await op.sign_in()
+    await op.nav("Deliveries")
+    rows = page.locator("table.table tbody tr")
+    await expect(rows).to_have_count(4)
+    await page.get_by_label("Tenant").fill("acme")
+    await page.get_by_role("button", name="Apply").click()
+    await expect(rows).to_have_count(2)
+    await expect(rows.locator("td[data-label='Tenant']")).to_have_text(["acme", "acme"])
+    await op.assert_accessible()
+    await op.shot("deliveries-of-acme")
+
+    # The bulk preview counts only acme's.
+    await page.get_by_role("link", name="Retry all matching…").click()
+    await expect(page.locator("#bulk-count")).to_have_text("2")
+    await op.shot("bulk-retry-acme")
+    await page.get_by_role("link", name="Back").click()
+
+    # The operator's own only, then a tenant link opens the tenant.
+    await page.get_by_label("Tenant").fill("(operator)")
+    await page.get_by_role("button", name="Apply").click()
+    await expect(rows).to_have_count(1)
+    await expect(rows.locator("td[data-label='Tenant']")).to_have_text("operator")
+    await op.nav("Events")
+    await page.get_by_label("Tenant").fill("globex")
+    await page.get_by_role("button", name="Apply").click()
+    await expect(rows).to_have_count(1)
+    await op.shot("events-of-globex")
+    await rows.get_by_role("link", name="globex").click()
+    await expect(page.get_by_role("heading", name="Globex", exact=True)).to_be_visible()
