@@ -1,6 +1,7 @@
 """The console's day-to-day views in Chromium: filtering deliveries, bulk retry, the events
 pages, an attempt's request as sent, a webhook's charts and "send what was missed", deliveries
-and events of one tenant; in light and dark mode and at a phone's width. Screenshots go to ``$DISPATCHER_ARTIFACTS_DIR``."""
+and events of one tenant; in light and dark mode and at a phone's width. Screenshots go to
+``$DISPATCHER_ARTIFACTS_DIR``."""
 
 from __future__ import annotations
 
