@@ -404,7 +404,10 @@ async def environment(workdir: Path, receiver_workers: int = 2) -> AsyncIterator
         embedded = EmbeddedPostgres(workdir / "pg")
         server = await asyncio.to_thread(embedded.start)
     procs: list[subprocess.Popen[bytes]] = []
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    # Idle connections are dropped before the Dispatcher's own keep-alive deadline
+    # (DISPATCHER_HEADER_TIMEOUT_SECONDS, 10 s) would close them: reusing one just as the
+    # server hangs up is a "connection reset" on a POST, which aiohttp does not retry.
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=5))
     db: asyncpg.Connection | None = None
     bench: Env | None = None
     try:
