@@ -29,13 +29,13 @@ import structlog
 from dispatcher import breaker, metrics, retry, sender
 from dispatcher.config import Settings
 from dispatcher.db import DB_UNAVAILABLE
-from dispatcher.jobs import Job, Payload
+from dispatcher.jobs import Job
 from dispatcher.outcomes import Outcome, OutcomeBuffer, outcome_of
 from dispatcher.registry import Registry, WebhookSpec
 from dispatcher.retry import Answer
 from dispatcher.signals import Signal
+from dispatcher.store import deliveries
 from dispatcher.store import webhooks as webhook_store
-from dispatcher.store.deliveries import Q
 
 log = structlog.get_logger("dispatcher.delivery")
 
@@ -168,7 +168,9 @@ class Engine:
         delay = 0.2
         while True:
             try:
-                await self.pool.execute(Q["heartbeat"], self.owner, self.settings.lease_seconds)
+                await deliveries.heartbeat(
+                    self.pool, owner=self.owner, lease_seconds=self.settings.lease_seconds
+                )
                 break
             except DB_UNAVAILABLE as exc:
                 log.warning("heartbeat_failed", error=str(exc))
@@ -206,7 +208,7 @@ class Engine:
             await asyncio.wait([self._heartbeat], timeout=2)
         # Without our heartbeat row, anything a failed release left leased is reaped at once.
         try:
-            await self.pool.execute(Q["instance_stopped"], self.owner)
+            await deliveries.instance_stopped(self.pool, owner=self.owner)
         except DB_UNAVAILABLE as exc:
             log.warning("instance_stop_unrecorded", error=str(exc))
         if self._tuner:
@@ -225,7 +227,9 @@ class Engine:
         if not ids:
             return
         try:
-            await self.pool.execute(Q["release_leases"], ids, self.owner, expired_only)
+            await deliveries.release_leases(
+                self.pool, delivery_ids=ids, owner=self.owner, expired_only=expired_only
+            )
         except _RELEASE_TROUBLE as exc:
             log.warning("lease_release_failed", error=str(exc), count=len(ids))
         finally:
@@ -619,7 +623,7 @@ class Engine:
             # Nothing may end this loop but cancellation: without beats, other instances
             # take over (and send again) everything this one holds.
             try:
-                await self.pool.execute(Q["heartbeat"], self.owner, lease)
+                await deliveries.heartbeat(self.pool, owner=self.owner, lease_seconds=lease)
                 beats += 1
             except Exception as exc:
                 log.warning("heartbeat_failed", error=str(exc))
@@ -632,8 +636,8 @@ class Engine:
 
     async def release_strays(self) -> int:
         """Release deliveries leased to this instance (for over a lease period) it does not hold."""
-        rows = await self.pool.fetch(Q["leased_to"], self.owner)
-        strays = [r["id"] for r in rows if r["id"] not in self.leased]
+        leased = await deliveries.leased_to(self.pool, owner=self.owner)
+        strays = [delivery_id for delivery_id in leased if delivery_id not in self.leased]
         if strays:
             log.warning("stray_leases_released", count=len(strays))
             # Re-checked in the update: a row re-claimed since the read is not a stray.
@@ -647,16 +651,3 @@ class Engine:
         except TimeoutError:
             return False
         return True
-
-
-def job_from_row(row: asyncpg.Record) -> Job:
-    """A claimed delivery row (with its event) as a :class:`Job`."""
-    payload = Payload(row["event_id"], row["event_type"], row["occurred_at"], row["data"].encode())
-    return Job(
-        delivery_id=row["id"],
-        webhook_id=row["webhook_id"],
-        payload=payload,
-        attempt_count=row["attempt_count"],
-        attempts_base=row["attempts_base"],
-        age_from=row["age_from"],
-    )

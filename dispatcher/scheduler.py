@@ -18,8 +18,8 @@ import asyncpg
 import structlog
 
 from dispatcher.db import DB_UNAVAILABLE
-from dispatcher.engine import Engine, OutcomesWritten, job_from_row
-from dispatcher.store.deliveries import Q
+from dispatcher.engine import Engine, OutcomesWritten
+from dispatcher.store import deliveries
 
 log = structlog.get_logger(__name__)
 
@@ -125,18 +125,18 @@ class Scheduler:
         engine = self.engine
         capacity = engine.claim_capacity()
         if capacity > 0 and engine.running:
-            rows = await self.pool.fetch(
-                Q["claim_due"],
-                engine.owner,
-                capacity,
-                engine.saturated_lanes(),
-                engine.settings.lease_seconds,
+            jobs = await deliveries.claim_due(
+                self.pool,
+                owner=engine.owner,
+                limit=capacity,
+                skip_webhooks=engine.saturated_lanes(),
+                lease_seconds=engine.settings.lease_seconds,
             )
-            if rows:
-                engine.submit(job_from_row(r) for r in rows)
-            if len(rows) == capacity:
+            if jobs:
+                engine.submit(jobs)
+            if len(jobs) == capacity:
                 return 0.0
-        seconds = await self.pool.fetchval(Q["next_due"])
+        seconds = await deliveries.seconds_to_next_due(self.pool)
         if seconds is None:
             return MAX_SLEEP
         if seconds <= 0:
@@ -145,18 +145,18 @@ class Scheduler:
             now = time.monotonic()
             if capacity > 0 and now - self._tidied > TIDY_INTERVAL:
                 self._tidied = now
-                await self.pool.execute(Q["park_held"])
-                await self.pool.execute(Q["cancel_orphans"])
+                await deliveries.park_held(self.pool)
+                await deliveries.cancel_orphans(self.pool)
             return BUSY_SLEEP
-        return min(float(seconds) + min(COALESCE, float(seconds) / 10), MAX_SLEEP)
+        return min(seconds + min(COALESCE, seconds / 10), MAX_SLEEP)
 
     async def reap(self) -> int:
         """Make due the work of instances whose heartbeat stopped; how many deliveries."""
-        released = int(await self.pool.fetchval(Q["reap_leases"]))
+        released = await deliveries.reap_leases(self.pool)
         if released:
             log.warning("leases_reaped", count=released)
         return released
 
     async def heal(self) -> None:
         """Re-arm held deliveries of webhooks that are enabled (a hold racing an enable)."""
-        await self.pool.execute(Q["heal_held"])
+        await deliveries.heal_held(self.pool)

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from dispatcher.db import load_queries
+from dispatcher.jobs import Job, Payload
 from dispatcher.store import Conn, Executor
 
 Q = load_queries(Path(__file__).with_suffix(".sql"))
@@ -250,3 +251,75 @@ async def record_outcomes(conn: Executor, *, owner: str, outcomes: Sequence[Outc
         [o.url for o in outcomes],
         [o.failed for o in outcomes],
     )
+
+
+# -- leases: the claim, the heartbeat, the reaper ------------------------------------------
+
+
+async def claim_due(
+    conn: Executor, *, owner: str, limit: int, skip_webhooks: list[str], lease_seconds: float
+) -> list[Job]:
+    """Lease up to ``limit`` due deliveries to ``owner`` (none of ``skip_webhooks``) as jobs."""
+    rows = await conn.fetch(Q["claim_due"], owner, limit, skip_webhooks, lease_seconds)
+    return [job_from_row(r) for r in rows]
+
+
+def job_from_row(row: asyncpg.Record) -> Job:
+    """A claimed delivery row (with its event) as a :class:`~dispatcher.jobs.Job`."""
+    payload = Payload(row["event_id"], row["event_type"], row["occurred_at"], row["data"].encode())
+    return Job(
+        delivery_id=row["id"],
+        webhook_id=row["webhook_id"],
+        payload=payload,
+        attempt_count=row["attempt_count"],
+        attempts_base=row["attempts_base"],
+        age_from=row["age_from"],
+    )
+
+
+async def seconds_to_next_due(conn: Executor) -> float | None:
+    """Seconds until the earliest due time of unfinished work (None when there is none)."""
+    seconds = await conn.fetchval(Q["next_due"])
+    return None if seconds is None else float(seconds)
+
+
+async def park_held(conn: Executor) -> None:
+    """Deliveries of disabled webhooks stop being due (they wait, held)."""
+    await conn.execute(Q["park_held"])
+
+
+async def cancel_orphans(conn: Executor) -> None:
+    """Cancel deliveries of webhooks that no longer exist."""
+    await conn.execute(Q["cancel_orphans"])
+
+
+async def heal_held(conn: Executor) -> None:
+    """Re-arm held deliveries of webhooks that are enabled."""
+    await conn.execute(Q["heal_held"])
+
+
+async def reap_leases(conn: Executor) -> int:
+    """Make due again the work of instances whose heartbeat stopped; how many deliveries."""
+    return int(await conn.fetchval(Q["reap_leases"]))
+
+
+async def heartbeat(conn: Executor, *, owner: str, lease_seconds: float) -> None:
+    """``owner`` is alive: its leases hold for another ``lease_seconds``."""
+    await conn.execute(Q["heartbeat"], owner, lease_seconds)
+
+
+async def instance_stopped(conn: Executor, *, owner: str) -> None:
+    """``owner`` stopped cleanly (after giving its leases back)."""
+    await conn.execute(Q["instance_stopped"], owner)
+
+
+async def release_leases(
+    conn: Executor, *, delivery_ids: list[str], owner: str, expired_only: bool
+) -> None:
+    """Give leases of ``owner`` back: due again at once (only expired ones, if so asked)."""
+    await conn.execute(Q["release_leases"], delivery_ids, owner, expired_only)
+
+
+async def leased_to(conn: Executor, *, owner: str) -> list[str]:
+    """Unfinished deliveries leased to ``owner`` whose own lease ran out (stray candidates)."""
+    return [r["id"] for r in await conn.fetch(Q["leased_to"], owner)]
