@@ -21,13 +21,18 @@ import orjson
 import structlog
 from aiohttp.http_exceptions import HttpProcessingError
 
-_SECRETISH = re.compile(r"whsec_[A-Za-z0-9+/=]+|(?i:bearer\s+)\S+")
+# Signing secrets, tenant and console-admin tokens (token_urlsafe bodies), bearer credentials.
+_SECRETISH = re.compile(
+    r"whsec_[A-Za-z0-9+/=]+|dsp_(?:tenant|admin)_[A-Za-z0-9_-]+|(?i:bearer\s+)\S+"
+)
 _SENSITIVE_KEYS = frozenset({"secret", "token", "authorization", "webhook-signature", "password"})
 
 
 def _mask(value: Any) -> Any:
     # The substring test is much cheaper than the regex and almost always false.
-    if isinstance(value, str) and ("whsec_" in value or "earer" in value or "EARER" in value):
+    if isinstance(value, str) and (
+        "whsec_" in value or "dsp_" in value or "earer" in value or "EARER" in value
+    ):
         return _SECRETISH.sub("[redacted]", value)
     return value
 

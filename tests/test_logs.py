@@ -54,3 +54,16 @@ def test_lines_still_waiting_are_written_when_the_process_exits() -> None:
         [sys.executable, "-c", script], capture_output=True, timeout=60, check=True
     )
     assert b'"event":"last_words"' in done.stdout
+
+
+def test_tenant_and_admin_tokens_are_masked_in_any_value() -> None:
+    from dispatcher.logs import _redact
+
+    tenant = "dsp_tenant_" + "Ab-_9" * 8
+    admin = "dsp_admin_" + "Zy_-0" * 8
+    event = {"event": "odd", "detail": f"got {tenant} and {admin}.", "path": "/x"}
+    out = _redact(None, "info", event)
+    assert tenant not in out["detail"] and admin not in out["detail"]
+    assert "dsp_tenant_" not in out["detail"] and "dsp_admin_" not in out["detail"]
+    assert out["detail"] == "got [redacted] and [redacted]."
+    assert out["path"] == "/x"
