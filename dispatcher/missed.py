@@ -61,18 +61,25 @@ async def replay_missing(
     ``scope``. With ``dry_run`` nothing is created: the answer is how many would be (the
     console's preview).
     """
+    owner = await conn.fetch(Q["replay_webhook_tenant"], webhook_id, scope)
+    if not owner:
+        return 0  # gone, or not within scope
+    tenant: str | None = owner[0]["tenant_id"]
+    # Two statements, not one with a CASE on the tenant: that could use no index and read every
+    # tenant's events in the window.
+    tenant_args: tuple[str, ...] = (tenant,) if tenant is not None else ()
+    query = Q["events_since_page_tenant"] if tenant is not None else Q["events_since_page_operator"]
     matcher = Matcher.compile(event_types)
     created = 0
     after: tuple[datetime, str] | None = None
     while True:
         rows = await conn.fetch(
-            Q["events_since_page"],
+            query,
             since,
             after[0] if after else None,
             after[1] if after else None,
             batch,
-            webhook_id,
-            scope,
+            *tenant_args,
         )
         if not rows:
             return created

@@ -10,6 +10,7 @@ import asyncpg
 
 from dispatcher import missed
 from dispatcher.matching import Matcher
+from dispatcher.store.deliveries import Q
 from tests.helpers import ADMIN
 from tests.receiver import Receiver
 from tests.test_delivery import Client, create_webhook, idle, list_deliveries, publish
@@ -207,3 +208,29 @@ def test_wanted_matches_like_fan_out() -> None:
     assert not missed.wanted("wh_1", Matcher.compile(["*"]), (), "webhook.ping", None)
     assert not missed.wanted("wh_1", matcher, (), "order.created", None, sent_to="wh_2")
     assert not missed.wanted("wh_1", Matcher.compile(["*"]), (), "dispatcher.delivery.failed", None)
+
+
+async def test_a_tenants_replay_reads_only_its_events_through_events_tenant(
+    db: asyncpg.Connection,
+) -> None:
+    # Events of 20 tenants and the operator, 300 each, over an hour: the old single statement
+    # (a CASE on the webhook's tenant) could only walk events_created and drop the others'.
+    await db.execute(
+        """INSERT INTO events (id, type, data, occurred_at, created_at, tenant_id)
+           SELECT 'evt_t' || lpad(i::text, 6, '0'), 'order.created', '{}', now(),
+                  '2030-01-01T00:00:00Z'::timestamptz + make_interval(secs => i % 3600),
+                  CASE WHEN i % 21 = 0 THEN NULL ELSE 'ten' || (i % 21) END
+           FROM generate_series(1, 6300) i"""
+    )
+    await db.execute("ANALYZE events")
+    since = datetime(2030, 1, 1, tzinfo=UTC)
+    plan = "\n".join(
+        r[0]
+        for r in await db.fetch(
+            "EXPLAIN " + Q["events_since_page_tenant"], since, None, None, 1000, "ten7"
+        )
+    )
+    assert "events_tenant" in plan, plan
+    assert "events_created" not in plan, plan
+    rows = await db.fetch(Q["events_since_page_tenant"], since, None, None, 1000, "ten7")
+    assert len(rows) == 300

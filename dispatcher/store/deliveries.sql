@@ -227,24 +227,37 @@ SELECT count(*) FILTER (WHERE due_at <= now()) AS due,
 FROM deliveries
 WHERE status IN ('created', 'retrying');
 
--- name: events_since_page
--- "Send what was missed", one batch: events created since $1, after the keyset ($2, $3),
--- oldest first, $4 at a time. Only what matching needs: the type, and for operational events
--- the webhook they are about, and the one webhook a ping or test send was addressed to.
--- events_created serves the range; ties on created_at (one group commit shares it) are
--- ordered by id in an incremental sort of at most one batch. Only events fan-out would send
--- to webhook $5 (within scope $6; none once it is gone): its tenant's, or for an operator's
--- webhook the operator's own and operational events about any tenant's webhook (the
--- operator's subscribers get those too).
-WITH w AS (SELECT tenant_id FROM webhooks WHERE id = $5 AND ($6::text IS NULL OR tenant_id = $6))
+-- name: replay_webhook_tenant
+-- "Send what was missed" starts here: webhook $1 (within scope $2) and its tenant, so the
+-- event scan below is one of two plain statements an index serves. No row: it is gone.
+SELECT tenant_id FROM webhooks WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2);
+
+-- name: events_since_page_tenant
+-- "Send what was missed", one batch, for a tenant's webhook: tenant $5's events created since
+-- $1, after the keyset ($2, $3), oldest first, $4 at a time. Only what matching needs: the
+-- type, for operational events the webhook they are about, and the one webhook a ping or test
+-- send was addressed to. events_tenant (tenant_id, created_at, id) serves range and order, so
+-- other tenants' events are never read.
 SELECT e.id, e.type, e.created_at, e.sent_to,
        CASE WHEN starts_with(e.type, 'dispatcher.') THEN e.data ->> 'webhook_id' END AS about
-FROM events e, w
+FROM events e
+WHERE e.tenant_id = $5
+  AND e.created_at >= $1
+  AND ($2::timestamptz IS NULL OR (e.created_at, e.id) > ($2, $3))
+ORDER BY e.created_at, e.id
+LIMIT $4;
+
+-- name: events_since_page_operator
+-- The same for an operator's webhook: the operator's own events and operational events about
+-- any tenant's webhook (the operator's subscribers get those too). events_created serves the
+-- range; ties on created_at (one group commit shares it) are ordered by id in an incremental
+-- sort of at most one batch.
+SELECT e.id, e.type, e.created_at, e.sent_to,
+       CASE WHEN starts_with(e.type, 'dispatcher.') THEN e.data ->> 'webhook_id' END AS about
+FROM events e
 WHERE e.created_at >= $1
   AND ($2::timestamptz IS NULL OR (e.created_at, e.id) > ($2, $3))
-  AND CASE WHEN w.tenant_id IS NULL
-           THEN e.tenant_id IS NULL OR starts_with(e.type, 'dispatcher.')
-           ELSE e.tenant_id = w.tenant_id END
+  AND (e.tenant_id IS NULL OR starts_with(e.type, 'dispatcher.'))
 ORDER BY e.created_at, e.id
 LIMIT $4;
 
