@@ -16,11 +16,12 @@ from dispatcher.store import deliveries as delivery_store
 
 WINDOW_SECONDS = 3600.0
 
-# Webhooks whose name or URL contains $3 (case-insensitive), newest first, after a cursor,
-# optionally of one tenant ($5).
+# Webhooks whose name or URL contains $3 (case-insensitive; '' matches all), newest first,
+# after a cursor, optionally of one tenant ($5) or ($6 true) only the operator's own.
 SEARCH_WEBHOOKS = """
 SELECT * FROM webhooks
 WHERE ($5::text IS NULL OR tenant_id = $5)
+  AND (NOT $6::boolean OR tenant_id IS NULL)
   AND ($1::text IS NULL OR id < $1)
   AND ($2::boolean IS NULL OR enabled = $2)
   AND (strpos(lower(name), lower($3)) > 0 OR strpos(lower(url), lower($3)) > 0)
@@ -95,9 +96,11 @@ async def search_webhooks(
     enabled: bool | None,
     text: str,
     tenant_id: str | None = None,
+    operator_only: bool = False,
 ) -> list[dict[str, Any]]:
-    """Webhooks whose name or URL contains ``text`` (of ``tenant_id`` when given)."""
-    rows = await conn.fetch(SEARCH_WEBHOOKS, after, enabled, text, limit, tenant_id)
+    """Webhooks whose name or URL contains ``text`` (of ``tenant_id`` when given, or only the
+    operator's own)."""
+    rows = await conn.fetch(SEARCH_WEBHOOKS, after, enabled, text, limit, tenant_id, operator_only)
     return [dict(r) for r in rows]
 
 

@@ -20,7 +20,7 @@ from admin.forms import (
     webhook_values,
     webhook_values_of,
 )
-from admin.listing import PAGE_SIZE, STATUS_ORDER, cursor_of
+from admin.listing import OPERATOR, PAGE_SIZE, STATUS_ORDER, cursor_of
 from admin.performance import performance
 from admin.render import redirect, render
 from dispatcher.api import webhooks as api
@@ -68,14 +68,17 @@ async def list_webhooks(request: web.Request) -> web.Response:
     search = request.query.get("q", "").strip()[:200]
     tenant = request.query.get("tenant", "").strip()[:128]
     after = cursor_of(request)
-    if search:
+    # The operator's own are only a console filter: the API's list has no such parameter, so
+    # they are read with the search (empty text matches every webhook).
+    if search or tenant == OPERATOR:
         rows = await queries.search_webhooks(
             pool,
             after=after,
             limit=PAGE_SIZE + 1,
             enabled=FILTERS[state],
             text=search,
-            tenant_id=tenant or None,
+            tenant_id=None if tenant == OPERATOR else tenant or None,
+            operator_only=tenant == OPERATOR,
         )
     else:
         rows = await store.list_page(

@@ -1,6 +1,6 @@
 """The console's deliveries and events pages show each row's tenant and filter by it
-(``?tenant=<id>``, or ``?tenant=(operator)`` for the operator's own), and a bulk retry or
-cancel of a filtered set changes only that tenant's deliveries."""
+(``?tenant=<id>``, or ``?tenant=(operator)`` for the operator's own, also on the webhooks
+page), and a bulk retry or cancel of a filtered set changes only that tenant's deliveries."""
 
 from __future__ import annotations
 
@@ -83,6 +83,13 @@ async def test_deliveries_and_events_show_and_filter_by_tenant(
     listed = await page(client, f"/admin/events?tenant={quote(OPERATOR)}")
     assert events[None][0] in listed
     assert not any(e in listed for e in events["acme"] + events["globex"])
+
+    hooks = await page(client, f"/admin/webhooks?tenant={quote(OPERATOR)}")
+    assert ">hook-mine<" in hooks
+    assert ">hook-acme<" not in hooks and ">hook-globex<" not in hooks
+    hooks = await page(client, f"/admin/webhooks?tenant={quote(OPERATOR)}&q=hook")
+    # (The search highlights what it matched.)
+    assert hooks.count('class="primary-cell"') == 1 and "/admin/tenants/" not in hooks
 
     detail = await page(client, f"/admin/events/{events['acme'][0]}")
     assert 'href="/admin/tenants/acme"' in detail
