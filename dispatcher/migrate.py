@@ -13,10 +13,12 @@ from pathlib import Path
 import asyncpg
 import structlog
 
+from dispatcher.db import load_queries
 from dispatcher.store import Conn
 
 log = structlog.get_logger(__name__)
 
+Q = load_queries(Path(__file__).with_suffix(".sql"))
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # An arbitrary constant shared by every instance: "dispatch" in ASCII.
 LOCK_KEY = 0x6469737061746368
@@ -47,10 +49,10 @@ def latest_version() -> int:
 
 async def current_version(conn: Conn) -> int:
     """The highest applied version, 0 on an empty database."""
-    exists = await conn.fetchval("SELECT to_regclass('dispatcher_migrations') IS NOT NULL")
+    exists = await conn.fetchval(Q["table_exists"])
     if not exists:
         return 0
-    return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM dispatcher_migrations"))
+    return int(await conn.fetchval(Q["current_version"]))
 
 
 async def migrate(conn: asyncpg.Connection) -> list[int]:
@@ -60,29 +62,20 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
     # role of docs/deploying.md) can start ``serve`` on a database migrated by the owner.
     if await current_version(conn) >= latest_version():
         return applied
-    await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
+    await conn.execute(Q["lock"], LOCK_KEY)
     try:
-        await conn.execute(
-            """CREATE TABLE IF NOT EXISTS dispatcher_migrations (
-                   version integer PRIMARY KEY,
-                   name text NOT NULL,
-                   applied_at timestamptz NOT NULL DEFAULT now())"""
-        )
+        await conn.execute(Q["create_table"])
         done = await current_version(conn)
         for m in available():
             if m.version <= done:
                 continue
             async with conn.transaction():
                 await conn.execute(m.sql)
-                await conn.execute(
-                    "INSERT INTO dispatcher_migrations (version, name) VALUES ($1, $2)",
-                    m.version,
-                    m.name,
-                )
+                await conn.execute(Q["record"], m.version, m.name)
             applied.append(m.version)
             log.info("migration_applied", version=m.version, name=m.name)
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+        await conn.execute(Q["unlock"], LOCK_KEY)
     return applied
 
 

@@ -11,12 +11,14 @@ import functools
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import structlog
 from yarl import URL
 
+from dispatcher.db import load_queries
 from dispatcher.event_schemas import SchemaError, TypeSchema, compile_schema
 from dispatcher.matching import Matcher
 from dispatcher.schemas import RESERVED_HEADERS
@@ -58,15 +60,7 @@ class WebhookSpec:
         return [s for s, exp in self.secrets if exp is None or exp > now]
 
 
-_WEBHOOKS_SQL = """
-SELECT w.*, coalesce(
-    (SELECT array_agg(s.secret || ' ' || coalesce(extract(epoch FROM s.expires_at)::text, '')
-                      ORDER BY s.id DESC)
-     FROM webhook_secrets s
-     WHERE s.webhook_id = w.id AND (s.expires_at IS NULL OR s.expires_at > now())),
-    '{}') AS secret_list
-FROM webhooks w
-"""
+Q = load_queries(Path(__file__).with_suffix(".sql"))
 
 
 @functools.lru_cache(maxsize=8192)
@@ -160,7 +154,7 @@ class Registry:
         self._touched.append(touched)
         types_before = self._types_version
         try:
-            rows = await conn.fetch(_WEBHOOKS_SQL + " ORDER BY w.id")
+            rows = await conn.fetch(Q["all_webhooks"])
             types = await event_type_store.registry_rows(conn)
             tenants = await tenant_id_store.all_ids(conn)
         finally:
@@ -184,7 +178,7 @@ class Registry:
 
     async def refresh_webhook(self, conn: Executor, webhook_id: str) -> WebhookSpec | None:
         """Re-read one webhook (None and forgotten if it no longer exists)."""
-        row = await conn.fetchrow(_WEBHOOKS_SQL + " WHERE w.id = $1", webhook_id)
+        row = await conn.fetchrow(Q["one_webhook"], webhook_id)
         for touched in self._touched:
             touched.add(webhook_id)
         old = self.webhooks.pop(webhook_id, None)

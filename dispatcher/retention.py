@@ -30,7 +30,7 @@ async def prune(pool: asyncpg.Pool, days: float, batch: int = BATCH) -> dict[str
         # The pool does not reset released connections (db.create_pool): a lock this
         # connection may hold but cannot release must not go back to the pool with it.
         try:
-            locked = await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY)
+            locked = await conn.fetchval(Q["try_lock"], LOCK_KEY)
         except BaseException:
             conn.terminate()
             raise
@@ -49,7 +49,7 @@ async def prune(pool: asyncpg.Pool, days: float, batch: int = BATCH) -> dict[str
             await tenant_store.prune_portal_links(conn)
         finally:
             try:
-                await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+                await conn.execute(Q["unlock"], LOCK_KEY)
             except BaseException:
                 conn.terminate()
                 raise

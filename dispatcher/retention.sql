@@ -13,3 +13,10 @@ WHERE id IN (SELECT e.id FROM events e
              WHERE e.created_at < now() - make_interval(days => $1)
                AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
              LIMIT $2);
+
+-- name: try_lock
+-- One pruning instance at a time; the others skip this round.
+SELECT pg_try_advisory_lock($1);
+
+-- name: unlock
+SELECT pg_advisory_unlock($1);

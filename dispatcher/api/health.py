@@ -35,9 +35,7 @@ async def readyz(request: web.Request) -> web.Response:
     ready = True
     try:
         async with request.app[POOL].acquire(timeout=2) as conn:
-            version = await conn.fetchval(
-                "SELECT coalesce(max(version), 0) FROM dispatcher_migrations"
-            )
+            version = await migrate.current_version(conn)
         checks["database"] = "ok"
         if version >= migrate.latest_version():
             checks["migrations"] = "ok"

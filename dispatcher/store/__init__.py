@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
 import orjson
+
+from dispatcher.db import load_queries
 
 if TYPE_CHECKING:
     import asyncpg
@@ -15,6 +18,8 @@ Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyn
 # Anything that can run a statement: a connection or the pool itself.
 Executor: TypeAlias = "Conn | asyncpg.Pool[asyncpg.Record]"
 
+_NOTIFY = load_queries(Path(__file__).with_name("notify.sql"))["notify"]
+
 # One channel carries every change other instances must apply (registrations, wake-ups).
 CHANNEL = "dispatcher"
 
@@ -22,4 +27,4 @@ CHANNEL = "dispatcher"
 async def notify(conn: Executor, kind: str, **fields: object) -> None:
     """NOTIFY other instances; inside a transaction it is sent only on commit."""
     payload = orjson.dumps({"kind": kind, **fields}).decode()
-    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+    await conn.execute(_NOTIFY, CHANNEL, payload)

@@ -1,0 +1,3 @@
+-- name: notify
+-- Tell other instances (LISTEN dispatcher); inside a transaction it is sent on commit.
+SELECT pg_notify($1, $2);
