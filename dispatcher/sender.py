@@ -86,7 +86,8 @@ class GuardedResolver(AbstractResolver):
         for r in results:
             addr = targets.literal_address(r["host"])
             if addr is not None and targets.is_forbidden_address(addr):
-                raise BlockedTarget(f"{host} resolves to {addr}, a private or reserved address")
+                # Not the address: the attempt's error is shown to the webhook's tenant.
+                raise BlockedTarget(f"{host} resolves to a private or reserved address")
         return results
 
     async def close(self) -> None:

@@ -100,5 +100,7 @@ async def forbidden_reason(host: str, port: int) -> str | None:
         return f"{host} is a loopback name"
     for addr in await resolve(host, port):
         if is_forbidden_address(addr):
-            return f"{host} resolves to {addr}, a private, loopback or reserved address"
+            # The address itself is not named: whoever registers a webhook (a tenant, too)
+            # must not learn what the operator's internal names resolve to.
+            return f"{host} resolves to a private, loopback or reserved address"
     return None

@@ -209,9 +209,32 @@ async def test_name_rebound_to_a_private_address_after_registration_is_blocked(
     [attempt] = await eventually(attempted, 10, "the attempt to be recorded")
     assert attempt["status_code"] is None
     assert "blocked" in attempt["error"], attempt["error"]
-    assert "127.0.0.1" in attempt["error"]
+    # The name, never the address it resolves to: a tenant must not map the inside network.
+    assert name in attempt["error"] and "127.0.0.1" not in attempt["error"]
     await idle(client)
     assert receiver.requests == []
+
+
+async def test_registration_refusal_does_not_say_what_a_name_resolves_to(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "db.internal.dispatcher-test.example"
+    real = socket.getaddrinfo
+
+    def fake_getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in (name, name.encode()):
+            return real("10.1.2.3", port, *args, **kwargs)
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
+    client = await make_client(allow_private_targets=False)
+    resp = await client.post(
+        "/v1/webhooks", json=webhook_body(url=f"https://{name}/hook"), headers=ADMIN
+    )
+    assert resp.status == 422, await resp.text()
+    text = await resp.text()
+    assert "private" in text and name in text
+    assert "10.1.2.3" not in text
 
 
 class FakeResolver:

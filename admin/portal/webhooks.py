@@ -296,7 +296,9 @@ async def send_test_event(request: web.Request) -> web.Response:
             raise Problem(409, "The endpoint is disabled; enable it to send it a test event.")
         stored = await event_type_store.get(request.app[POOL], event_type)
         data = send_test.data_to_send(body, stored)
-        answer = await send_test.send(request, webhook["id"], event_type, data)
+        answer = await send_test.send(
+            request, webhook["id"], event_type, data, webhook["tenant_id"]
+        )
     except Problem as problem:
         return redirect(request, back, ("error", problem.detail))
     except ValidationError:
