@@ -1,10 +1,11 @@
 """Fan-out: which webhooks get a delivery for an event.
 
 Reads only the in-memory :class:`~dispatcher.registry.Registry`: enabled webhooks whose
-patterns match the type, none when the catalogue disables the type. An event with a tenant
-goes only to that tenant's webhooks, one without only to the operator's. A ping goes to
-exactly one webhook; an operational event about a webhook never goes to that webhook, and
-one about a tenant's webhook goes to the operator's subscribers and that tenant's own.
+patterns match the type, none when the catalogue disables the type (not even a test send;
+a ping always goes). An event with a tenant goes only to that tenant's webhooks, one without
+only to the operator's. A ping goes to exactly one webhook; an operational event about a
+webhook never goes to that webhook, and one about a tenant's webhook goes to the operator's
+subscribers and that tenant's own.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Routing:
 
 
 DEFAULT = Routing()
+PING = "webhook.ping"  # sent by POST /v1/webhooks/{id}/ping, whatever the catalogue says
 
 
 def targets(
@@ -35,6 +37,9 @@ def targets(
 ) -> list[WebhookSpec]:
     """The webhooks an event of ``event_type`` for ``tenant_id`` is delivered to."""
     if routing.only is not None:
+        # A test send of a disabled type goes nowhere, like any event of it; a ping always goes.
+        if event_type != PING and event_type in registry.disabled_types:
+            return []
         spec = registry.webhooks.get(routing.only)
         ok = spec is not None and spec.enabled and spec.tenant_id == tenant_id
         return [spec] if ok and spec is not None else []

@@ -17,6 +17,7 @@ from dispatcher.problems import Problem, not_found, validation_failed
 from dispatcher.schemas import EventType, EventTypeCreate, EventTypePage, EventTypePatch
 from dispatcher.store import Conn
 from dispatcher.store import event_types as store
+from dispatcher.tenancy import scope
 
 routes = web.RouteTableDef()
 
@@ -83,7 +84,13 @@ async def create_event_type(request: web.Request) -> web.Response:
 async def list_event_types(request: web.Request) -> web.Response:
     """The catalogue, alphabetically."""
     page = page_from_query(request.query)
-    rows = await store.list_page(request.app[POOL], after=page.after, limit=page.limit + 1)
+    # A tenant sees only what it can receive: the enabled types.
+    rows = await store.list_page(
+        request.app[POOL],
+        after=page.after,
+        limit=page.limit + 1,
+        enabled_only=scope(request) is not None,
+    )
     return json_response(page_body(rows, page, key="name"))
 
 
@@ -92,7 +99,8 @@ async def list_event_types(request: web.Request) -> web.Response:
 async def get_event_type(request: web.Request) -> web.Response:
     """One event type."""
     name = _name(request)
-    row = await store.get(request.app[POOL], name)
+    # For a tenant a disabled type is as missing as an unknown one.
+    row = await store.get(request.app[POOL], name, enabled_only=scope(request) is not None)
     if row is None:
         raise not_found("Event type", name)
     return json_response(row)

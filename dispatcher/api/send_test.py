@@ -69,6 +69,11 @@ async def send_test_event(request: web.Request) -> web.Response:
     if not webhook["enabled"]:
         raise Problem(409, "The webhook is disabled; enable it to send it a test.", slug="conflict")
     stored = await event_type_store.get(request.app[POOL], body.event_type)
+    if stored is not None and not stored["enabled"]:
+        # Fan-out would send it nowhere; say so rather than accept an event that goes nowhere.
+        raise Problem(
+            409, "The event type is disabled; enable it to send a test of it.", slug="conflict"
+        )
     data = data_to_send(body, stored)
     if len(dumps_exact(data).encode()) > max_bytes:
         raise Problem(413, f"data is larger than {max_bytes} bytes.", slug="too-large")

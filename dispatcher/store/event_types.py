@@ -32,17 +32,22 @@ async def create(conn: Conn, body: EventTypeCreate) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-async def get(conn: Executor, name: str) -> dict[str, Any] | None:
-    """One event type, or None."""
-    row = await conn.fetchrow(Q["get_event_type"], name)
+async def get(conn: Executor, name: str, *, enabled_only: bool = False) -> dict[str, Any] | None:
+    """One event type, or None (also when ``enabled_only`` and it is disabled)."""
+    row = await conn.fetchrow(Q["get_event_type"], name, enabled_only)
     return dict(row) if row else None
 
 
-async def list_page(conn: Executor, *, after: str | None, limit: int) -> list[dict[str, Any]]:
+async def list_page(
+    conn: Executor, *, after: str | None, limit: int, enabled_only: bool = False
+) -> list[dict[str, Any]]:
     """Up to ``limit`` types after ``after``, alphabetically, while their schemas and examples
     fit in :data:`~dispatcher.pagination.MAX_PAGE_BYTES` (each row says how many were
-    ``fetched``: :func:`~dispatcher.pagination.page_body` reads it)."""
-    rows = await conn.fetch(Q["list_event_types"], after, limit, pagination.MAX_PAGE_BYTES)
+    ``fetched``: :func:`~dispatcher.pagination.page_body` reads it); with ``enabled_only``
+    only enabled ones."""
+    rows = await conn.fetch(
+        Q["list_event_types"], after, limit, pagination.MAX_PAGE_BYTES, enabled_only
+    )
     return [dict(r) for r in rows]
 
 

@@ -11,18 +11,18 @@ RETURNING *;
 SELECT * FROM event_types WHERE name = $1 FOR UPDATE;
 
 -- name: get_event_type
--- One event type by name.
-SELECT * FROM event_types WHERE name = $1;
+-- One event type by name; with $2 only if it is enabled (what a tenant may see).
+SELECT * FROM event_types WHERE name = $1 AND (NOT $2::boolean OR enabled);
 
 -- name: list_event_types
 -- Alphabetical, after a cursor (the last name seen). At most $2 rows, and only while their
 -- schemas and examples add up to $3 bytes (the first row always); `fetched` is how many
--- candidates there were (see list_events).
+-- candidates there were (see list_events). With $4 only enabled types (what a tenant may see).
 WITH candidates AS (
     SELECT name, octet_length(coalesce(schema::text, '')) + octet_length(coalesce(examples::text, ''))
                  + octet_length(coalesce(description, '')) AS size
     FROM event_types
-    WHERE ($1::text IS NULL OR name > $1)
+    WHERE ($1::text IS NULL OR name > $1) AND (NOT $4::boolean OR enabled)
     ORDER BY name
     LIMIT $2
 ), measured AS (
