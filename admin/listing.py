@@ -48,6 +48,6 @@ def tenant_filter(raw: str) -> TenantFilter:
         return TenantFilter()
     if raw == OPERATOR:
         return TenantFilter(operator_only=True)
-    if not _TENANT_ID.match(raw):
+    if not _TENANT_ID.fullmatch(raw):
         return TenantFilter(error="Enter a tenant id (letters, digits, . _ : -).")
     return TenantFilter(tenant_id=raw)

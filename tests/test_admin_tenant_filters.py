@@ -12,7 +12,7 @@ from urllib.parse import quote
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from admin.listing import OPERATOR
+from admin.listing import OPERATOR, TenantFilter, tenant_filter
 from dispatcher.store.deliveries import Q as DELIVERY_Q
 from dispatcher.store.events import Q as EVENT_Q
 from tests.helpers import ADMIN
@@ -208,3 +208,12 @@ async def test_a_tenants_pages_are_served_by_the_tenant_indexes(db: asyncpg.Conn
     assert len(rows) == 26 and {r["tenant_id"] for r in rows} == {"t7"}
     rows = await db.fetch(EVENT_Q["console_events"], None, None, None, 26, None, True)
     assert len(rows) == 26 and {r["tenant_id"] for r in rows} == {None}
+
+
+def test_a_tenant_filter_is_an_id_the_operator_or_nothing() -> None:
+    assert tenant_filter("") == TenantFilter()
+    assert tenant_filter("  acme.eu:1 ") == TenantFilter(tenant_id="acme.eu:1")
+    assert tenant_filter(OPERATOR) == TenantFilter(operator_only=True)
+    for bad in ("a b", "acme\nx", "x" * 129, "(operator"):
+        parsed = tenant_filter(bad)
+        assert parsed.error and parsed.tenant_id is None and not parsed.operator_only, bad
