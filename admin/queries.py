@@ -1,78 +1,33 @@
 """What the console reads that the API does not: one-hour statistics and search.
 
 Everything else (webhooks, deliveries, event types and their changes) goes through
-``dispatcher.store`` and the API's own helpers. The statements are kept here rather than in a
-``.sql`` file so they ship with the package data as it is declared.
+``dispatcher.store`` and the API's own helpers. The statements are named blocks in
+``queries.sql`` beside this module.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from dispatcher.db import load_queries
 from dispatcher.store import Executor
 from dispatcher.store import deliveries as delivery_store
 
 WINDOW_SECONDS = 3600.0
 
-# Webhooks whose name or URL contains $3 (case-insensitive; '' matches all), newest first,
-# after a cursor, optionally of one tenant ($5) or ($6 true) only the operator's own.
-SEARCH_WEBHOOKS = """
-SELECT * FROM webhooks
-WHERE ($5::text IS NULL OR tenant_id = $5)
-  AND (NOT $6::boolean OR tenant_id IS NULL)
-  AND ($1::text IS NULL OR id < $1)
-  AND ($2::boolean IS NULL OR enabled = $2)
-  AND (strpos(lower(name), lower($3)) > 0 OR strpos(lower(url), lower($3)) > 0)
-ORDER BY id DESC
-LIMIT $4
-"""
-
-# Attempts and successful attempts per webhook over the last $2 seconds (one grouped query;
-# the (webhook_id, started_at) index serves it).
-SUCCESS_RATES = """
-SELECT webhook_id, count(*) AS attempts,
-       count(*) FILTER (WHERE status_code BETWEEN 200 AND 299) AS succeeded
-FROM attempts
-WHERE webhook_id = ANY($1::text[]) AND started_at > now() - make_interval(secs => $2)
-GROUP BY webhook_id
-"""
-
-# Attempts per minute over the last $1 seconds, succeeded vs failed. Joined through webhooks
-# so each webhook's slice comes from the (webhook_id, started_at) index, not a full scan.
-ATTEMPTS_PER_MINUTE = """
-SELECT date_trunc('minute', a.started_at) AS minute,
-       count(*) FILTER (WHERE a.status_code BETWEEN 200 AND 299) AS succeeded,
-       count(*) FILTER (WHERE a.status_code IS NULL OR a.status_code NOT BETWEEN 200 AND 299)
-           AS failed
-FROM webhooks w
-JOIN attempts a ON a.webhook_id = w.id AND a.started_at > now() - make_interval(secs => $1)
-GROUP BY 1
-ORDER BY 1
-"""
-
-# Events accepted over the last $1 seconds, and their deliveries by status.
-EVENTS_SINCE = """
-SELECT count(*) FROM events WHERE created_at > now() - make_interval(secs => $1)
-"""
-DELIVERIES_SINCE = """
-SELECT d.status, count(*) AS n
-FROM events e JOIN deliveries d ON d.event_id = e.id
-WHERE e.created_at > now() - make_interval(secs => $1)
-GROUP BY d.status
-"""
-
-# A webhook's unfinished deliveries (held while it is disabled).
-UNFINISHED = """
-SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND status IN ('created', 'retrying')
-"""
-
-# Names and states of the webhooks among $1 (for lists of deliveries).
-WEBHOOK_NAMES = "SELECT id, name, enabled FROM webhooks WHERE id = ANY($1::text[])"
-
-COUNT_DISABLED = "SELECT count(*) FROM webhooks WHERE NOT enabled"
-WEBHOOK_COUNTS = "SELECT count(*) AS total, count(*) FILTER (WHERE enabled) AS active FROM webhooks"
+Q = load_queries(Path(__file__).with_suffix(".sql"))
+SEARCH_WEBHOOKS = Q["search_webhooks"]
+SUCCESS_RATES = Q["success_rates"]
+ATTEMPTS_PER_MINUTE = Q["attempts_per_minute"]
+EVENTS_SINCE = Q["events_since"]
+DELIVERIES_SINCE = Q["deliveries_since"]
+UNFINISHED = Q["unfinished"]
+WEBHOOK_NAMES = Q["webhook_names"]
+COUNT_DISABLED = Q["count_disabled"]
+WEBHOOK_COUNTS = Q["webhook_counts"]
 
 
 @dataclass(frozen=True, slots=True)
