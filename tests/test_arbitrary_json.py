@@ -283,7 +283,29 @@ class Served:
                 assert resp.status == 202, await resp.text()
             delivery = await self.db.fetchval("SELECT id FROM deliveries ORDER BY id LIMIT 1")
             assert delivery is not None
-        return {"webhook": hook, "event_type": name, "delivery": delivery}
+        # A tenant and one of its tokens (a fuzzed delete may remove the tenant: made again).
+        tenant = await self.db.fetchval("SELECT id FROM tenants ORDER BY id LIMIT 1")
+        if tenant is None:
+            body = {"id": "fuzz-tenant", "name": "Fuzz"}
+            async with self.http.post("/v1/tenants", json=body, headers=ADMIN) as resp:
+                assert resp.status == 201, await resp.text()
+            tenant = "fuzz-tenant"
+        token = await self.db.fetchval(
+            "SELECT id FROM tenant_tokens WHERE tenant_id = $1 ORDER BY id LIMIT 1", tenant
+        )
+        if token is None:
+            async with self.http.post(
+                f"/v1/tenants/{tenant}/tokens", json={}, headers=ADMIN
+            ) as resp:
+                assert resp.status == 201, await resp.text()
+                token = (await resp.json())["id"]
+        return {
+            "webhook": hook,
+            "event_type": name,
+            "delivery": delivery,
+            "tenant": tenant,
+            "token": token,
+        }
 
     async def snapshot(self) -> list[list[Any]]:
         """What a request can change. Delivery progress, attempts and heartbeats are left
@@ -300,6 +322,9 @@ class Served:
             list(
                 await self.db.fetch("SELECT id, event_id, webhook_id FROM deliveries ORDER BY id")
             ),
+            list(await self.db.fetch("SELECT * FROM tenants ORDER BY id")),
+            list(await self.db.fetch("SELECT * FROM tenant_tokens ORDER BY id")),
+            list(await self.db.fetch("SELECT link_hash FROM portal_links ORDER BY 1")),
         ]
 
     async def send(
@@ -349,6 +374,10 @@ def fill(template: str, resources: dict[str, str], action: str) -> str:
             return resources["delivery"]
         if name == "name" and template.startswith(("/v1/event-types/", "/admin/event-types/")):
             return resources["event_type"]
+        if name == "id" and template.startswith(("/v1/tenants/", "/admin/tenants/")):
+            return resources["tenant"]
+        if name == "token_id" and template.startswith(("/v1/tenants/", "/admin/tenants/")):
+            return resources["token"]
         if name == "action":
             return action
         pytest.fail(f"{template}: teach tests/test_arbitrary_json.py what {{{name}}} is")
