@@ -89,9 +89,15 @@ async def create_tenant(request: web.Request) -> web.Response:
     validate(TenantCreate, data, form)
     if form.ok:
         assert form.model is not None
-        async with request.app[POOL].acquire() as conn:
-            row = await store.create(conn, form.model.id, form.model.name, form.model.metadata)
-        if row is None:
+        try:
+            async with request.app[POOL].acquire() as conn:
+                row = await store.create(conn, form.model.id, form.model.name, form.model.metadata)
+        except store.LogRemains:
+            row = None
+            form.errors["id"] = (
+                "This id was a deleted tenant's whose events are still kept; choose another."
+            )
+        if row is None and "id" not in form.errors:
             form.errors["id"] = "A tenant with this id exists already."
         else:
             return redirect(

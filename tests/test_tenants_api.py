@@ -216,3 +216,26 @@ async def test_a_publish_token_may_not_manage_tenants(
 ) -> None:
     resp = await client.request(method, path, json={"id": "x", "name": "x"}, headers=PUBLISHER)
     await problem(resp, 403)
+
+
+async def test_a_deleted_tenants_id_is_not_reused_while_its_log_is_kept(
+    client: Client, db: asyncpg.Connection
+) -> None:
+    """A new customer given the id would otherwise read the old one's events."""
+    await call(client, "POST", "/v1/tenants", 201, json={"id": "t-1", "name": "Old"})
+    resp = await client.post(
+        "/v1/events", json={"type": "order.created", "data": {}, "tenant_id": "t-1"}, headers=ADMIN
+    )
+    assert resp.status == 202, await resp.text()
+    await call(client, "DELETE", "/v1/tenants/t-1", 204)
+
+    resp = await client.post("/v1/tenants", json={"id": "t-1", "name": "New"}, headers=ADMIN)
+    assert resp.status == 409, await resp.text()
+    problem = await resp.json(content_type=None)
+    assert_problem(problem, 409)
+    assert "still kept" in problem["detail"]
+    assert await db.fetchval("SELECT count(*) FROM tenants") == 0
+
+    # Once retention has pruned that log, the id is free again.
+    await db.execute("DELETE FROM deliveries; DELETE FROM events")
+    await call(client, "POST", "/v1/tenants", 201, json={"id": "t-1", "name": "New"})

@@ -67,6 +67,14 @@ async def optional_body(request: web.Request, model: type[M]) -> M:
     return await read_model(request, model)
 
 
+# A deleted tenant's log is kept until retention prunes it; its id is not handed out again
+# before then, or the new tenant would read the old one's events.
+REUSED = (
+    "Tenant {!r} was deleted, and its events and deliveries are still kept (until retention "
+    "prunes them); choose another id."
+)
+
+
 @routes.post("/v1/tenants")
 @operation(
     summary="Register a tenant",
@@ -78,8 +86,11 @@ async def optional_body(request: web.Request, model: type[M]) -> M:
 async def create_tenant(request: web.Request) -> web.Response:
     """Register a tenant (409 if the id exists)."""
     body = await read_model(request, TenantCreate)
-    async with request.app[POOL].acquire() as conn:
-        row = await store.create(conn, body.id, body.name, body.metadata)
+    try:
+        async with request.app[POOL].acquire() as conn:
+            row = await store.create(conn, body.id, body.name, body.metadata)
+    except store.LogRemains:
+        raise Problem(409, REUSED.format(body.id), slug="conflict") from None
     if row is None:
         raise Problem(409, f"Tenant {body.id!r} already exists.", slug="conflict")
     return json_response(row, status=201)

@@ -26,11 +26,21 @@ def secret_hash(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
+class LogRemains(Exception):
+    """The id was a deleted tenant's whose events or deliveries are still kept."""
+
+
 async def create(
     conn: Conn, tenant_id: str, name: str, metadata: dict[str, Any]
 ) -> dict[str, Any] | None:
-    """Register a tenant; None if the id is taken."""
+    """Register a tenant; None if the id is taken.
+
+    Raises :class:`LogRemains` if a deleted tenant's log under this id is still kept (until
+    retention prunes it): a new tenant given the id would see another customer's events.
+    """
     async with conn.transaction():
+        if await conn.fetchval(Q["tenant_log_remains"], tenant_id):
+            raise LogRemains(tenant_id)
         row = await conn.fetchrow(Q["insert_tenant"], tenant_id, name, metadata)
         if row is not None:
             await notify(conn, "tenant", id=tenant_id)

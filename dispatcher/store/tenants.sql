@@ -5,6 +5,13 @@ VALUES ($1, $2, $3)
 ON CONFLICT (id) DO NOTHING
 RETURNING id, name, metadata, created_at, updated_at;
 
+-- name: tenant_log_remains
+-- Whether events or deliveries of a (deleted) tenant with this id are still kept: a new tenant
+-- under that id would see them. Served by the partial indexes events_tenant and
+-- deliveries_tenant.
+SELECT EXISTS (SELECT 1 FROM events WHERE tenant_id = $1)
+    OR EXISTS (SELECT 1 FROM deliveries WHERE tenant_id = $1);
+
 -- name: get_tenant
 -- One tenant by id.
 SELECT id, name, metadata, created_at, updated_at FROM tenants WHERE id = $1;
