@@ -110,13 +110,12 @@ async def update(
             return None
         cols = [c for c in PATCHABLE if c in changes]
         if cols:
-            assignments = ", ".join(f"{c} = ${i + 3}" for i, c in enumerate(cols))
             row = await conn.fetchrow(
-                f"UPDATE webhooks SET {assignments}, updated_at = now() "  # noqa: S608
-                "WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2) RETURNING *",
+                Q["patch_webhook"],
                 webhook_id,
                 scope,
-                *(changes[c] for c in cols),
+                cols,
+                *(changes.get(c) for c in PATCHABLE),
             )
         assert row is not None
         if "enabled" in changes and changes["enabled"] != row["enabled"]:

@@ -149,3 +149,28 @@ RETURNING *;
 -- Every secret still stored for a webhook, newest first, with when it started and stopped
 -- signing (the console rebuilds an attempt's signature only when it knows which signed it).
 SELECT secret, created_at, expires_at FROM webhook_secrets WHERE webhook_id = $1 ORDER BY id DESC;
+
+-- name: patch_webhook
+-- A partial update: only the columns named in $3 change (the others keep their value), within
+-- scope $2 (a tenant's id; NULL: the operator). $4-$14 are the new values, in the order of
+-- store.webhooks.PATCHABLE.
+UPDATE webhooks SET
+    name = CASE WHEN 'name' = ANY($3::text[]) THEN $4::text ELSE name END,
+    url = CASE WHEN 'url' = ANY($3::text[]) THEN $5::text ELSE url END,
+    event_types = CASE WHEN 'event_types' = ANY($3::text[]) THEN $6::text[] ELSE event_types END,
+    description = CASE WHEN 'description' = ANY($3::text[]) THEN $7::text ELSE description END,
+    headers = CASE WHEN 'headers' = ANY($3::text[]) THEN $8::jsonb ELSE headers END,
+    metadata = CASE WHEN 'metadata' = ANY($3::text[]) THEN $9::jsonb ELSE metadata END,
+    include_payload = CASE WHEN 'include_payload' = ANY($3::text[]) THEN $10::boolean
+                           ELSE include_payload END,
+    max_retries = CASE WHEN 'max_retries' = ANY($3::text[]) THEN $11::integer
+                       ELSE max_retries END,
+    timeout_seconds = CASE WHEN 'timeout_seconds' = ANY($3::text[]) THEN $12::float8
+                           ELSE timeout_seconds END,
+    rate_limit_per_second = CASE WHEN 'rate_limit_per_second' = ANY($3::text[]) THEN $13::float8
+                                 ELSE rate_limit_per_second END,
+    max_in_flight = CASE WHEN 'max_in_flight' = ANY($3::text[]) THEN $14::integer
+                         ELSE max_in_flight END,
+    updated_at = now()
+WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2)
+RETURNING *;
