@@ -99,7 +99,7 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     then ``/readyz`` and ingestion answer 503.
     """
     settings, pool = app[SETTINGS], app[POOL]
-    registry = Registry()
+    registry = Registry(tenant_max_in_flight=settings.max_in_flight_per_webhook)
     engine = Engine(settings, pool, registry)
     scheduler = Scheduler(engine, pool)
     listener = Listener(

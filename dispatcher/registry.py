@@ -70,7 +70,11 @@ def _matcher(patterns: tuple[str, ...]) -> Matcher:
     return Matcher.compile(patterns)
 
 
-def _spec(row: asyncpg.Record) -> WebhookSpec:
+def _spec(row: asyncpg.Record, tenant_max_in_flight: int | None = None) -> WebhookSpec:
+    # A tenant's own max_in_flight may not exceed the operator's per-webhook cap.
+    max_in_flight = row["max_in_flight"]
+    if max_in_flight is not None and row["tenant_id"] is not None and tenant_max_in_flight:
+        max_in_flight = min(max_in_flight, tenant_max_in_flight)
     secrets = []
     for item in row["secret_list"]:
         secret, _, expires = item.partition(" ")
@@ -90,7 +94,7 @@ def _spec(row: asyncpg.Record) -> WebhookSpec:
         max_retries=row["max_retries"],
         timeout_seconds=row["timeout_seconds"],
         rate_limit_per_second=row["rate_limit_per_second"],
-        max_in_flight=row["max_in_flight"],
+        max_in_flight=max_in_flight,
         secrets=tuple(secrets),
         failing_since=row["failing_since"],
         # Interned: a tenant's webhooks (and every index key) share one string.
@@ -144,6 +148,9 @@ class Registry:
     # Webhook ids refreshed while a full load is reading (one set per load in progress).
     _touched: list[set[str]] = field(default_factory=list)
     _types_version: int = 0
+    # DISPATCHER_MAX_IN_FLIGHT_PER_WEBHOOK: tenants' webhooks' max_in_flight is clamped to it
+    # (None: not clamped; the operator's own webhooks keep their override).
+    tenant_max_in_flight: int | None = None
 
     async def load(self, conn: Executor) -> None:
         """Replace everything with the database's current state.
@@ -159,7 +166,7 @@ class Registry:
             tenants = await tenant_id_store.all_ids(conn)
         finally:
             self._touched = [t for t in self._touched if t is not touched]
-        fresh = {r["id"]: _spec(r) for r in rows}
+        fresh = {r["id"]: _spec(r, self.tenant_max_in_flight) for r in rows}
         for webhook_id in touched:
             if webhook_id in self.webhooks:
                 fresh[webhook_id] = self.webhooks[webhook_id]
@@ -186,7 +193,7 @@ class Registry:
             self._forget(old)
         if row is None:
             return None
-        spec = _spec(row)
+        spec = _spec(row, self.tenant_max_in_flight)
         self.webhooks[webhook_id] = spec
         self._by_tenant.setdefault(spec.tenant_id, {})[webhook_id] = spec
         self._by_type.pop(spec.tenant_id, None)

@@ -142,6 +142,7 @@ async def create_webhook(request: web.Request) -> web.Response:
     validate(WebhookCreate, data, form)
     if form.ok:
         assert isinstance(form.model, WebhookCreate)
+        form.add_errors(api.in_flight_errors(request, form.model.max_in_flight))
         try:
             await api.check_target(request, form.model.url)
         except Problem as problem:
@@ -184,6 +185,7 @@ async def save_webhook(request: web.Request) -> web.Response:
                 if f in PATCH_NOT_NULL and changes[f] is None
             ]
         )
+        form.add_errors(api.in_flight_errors(request, changes.get("max_in_flight")))
         if changes.get("url") and changes["url"] != webhook["url"]:
             try:
                 await api.check_target(request, changes["url"])

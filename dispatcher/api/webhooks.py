@@ -51,6 +51,15 @@ async def check_target(request: web.Request, url: str) -> None:
         raise invalid("url", reason, "The URL points into a private network.")
 
 
+def in_flight_errors(request: web.Request, value: int | None) -> list[dict[str, str]]:
+    """A tenant's ``max_in_flight`` above DISPATCHER_MAX_IN_FLIGHT_PER_WEBHOOK is refused
+    (the operator's policy caps a tenant; the operator's own webhooks may go above it)."""
+    cap = request.app[SETTINGS].max_in_flight_per_webhook
+    if scope(request) is None or value is None or value <= cap:
+        return []
+    return [{"field": "max_in_flight", "message": f"must be at most {cap} for a tenant"}]
+
+
 async def changed(request: web.Request, webhook_id: str) -> None:
     """Apply a change to this instance at once (others learn it through NOTIFY)."""
     app = request.app
@@ -77,6 +86,8 @@ async def create_webhook(request: web.Request) -> web.Response:
     is its tenant's; the operator may name a tenant (``tenant_id``)."""
     body = await read_model(request, WebhookCreate)
     body.tenant_id = await owner_of_new(request, body.tenant_id, "tenant_id")
+    if errors := in_flight_errors(request, body.max_in_flight):
+        raise validation_failed(errors)
     await check_target(request, body.url)
     async with request.app[POOL].acquire() as conn:
         webhook = await store.create(conn, body)
@@ -142,6 +153,8 @@ async def patch_webhook(request: web.Request) -> web.Response:
     ]
     if nulls:
         raise validation_failed(nulls)
+    if errors := in_flight_errors(request, changes.get("max_in_flight")):
+        raise validation_failed(errors)
     if changes.get("url"):
         await check_target(request, changes["url"])
     async with request.app[POOL].acquire() as conn:
