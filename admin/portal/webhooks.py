@@ -57,6 +57,14 @@ async def load(request: web.Request) -> dict[str, Any]:
     return webhook
 
 
+async def rates_of(request: web.Request, webhook_ids: list[str]) -> dict[str, queries.Rate]:
+    """The last hour's success rate of those webhooks that are the signed-in tenant's."""
+    found = await store.success_rates(
+        request.app[POOL], request[TENANT].id, webhook_ids, queries.WINDOW_SECONDS
+    )
+    return {k: queries.Rate(attempts, ok) for k, (attempts, ok) in found.items()}
+
+
 @routes.get("/portal")
 @routes.get("/portal/")
 async def home(request: web.Request) -> web.Response:
@@ -79,8 +87,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
     )
     page = page_body(rows, Page(PAGE_SIZE, after))
     webhooks = page["data"]
-    # The ids come from the tenant-scoped list above.
-    rates = await queries.success_rates(pool, [w["id"] for w in webhooks])
+    rates = await rates_of(request, [w["id"] for w in webhooks])
     total, active = await store.webhook_counts(pool, tenant.id)
     return render(
         request,
@@ -207,7 +214,7 @@ async def webhook_details(request: web.Request) -> web.Response:
     webhook = await load(request)
     pool = request.app[POOL]
     settings = request.app[SETTINGS]
-    unfinished = await queries.unfinished(pool, webhook["id"])
+    unfinished = await store.unfinished(pool, request[TENANT].id, webhook["id"])
     rows = await store.deliveries(
         pool, request[TENANT].id, after=None, limit=10, webhook_id=webhook["id"]
     )
@@ -215,7 +222,7 @@ async def webhook_details(request: web.Request) -> web.Response:
         "nav": "webhooks",
         "webhook": webhook,
         "status": status_of(webhook),
-        "rate": (await queries.success_rates(pool, [webhook["id"]])).get(webhook["id"]),
+        "rate": (await rates_of(request, [webhook["id"]])).get(webhook["id"]),
         "unfinished": unfinished,
         "held": 0 if webhook["enabled"] else unfinished,
         "failures_before_disable": settings.failures_before_disable,
@@ -345,7 +352,7 @@ async def replay_failed(request: web.Request) -> web.Response:
 async def confirm_delete(request: web.Request) -> web.Response:
     """Ask before deleting, saying what it does."""
     webhook = await load(request)
-    unfinished = await queries.unfinished(request.app[POOL], webhook["id"])
+    unfinished = await store.unfinished(request.app[POOL], request[TENANT].id, webhook["id"])
     back = f"{ROOT}/{webhook['id']}"
     return render(
         request,

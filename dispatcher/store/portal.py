@@ -93,3 +93,19 @@ async def footprint(conn: Executor, tenant_id: str) -> dict[str, int]:
     """How many webhooks, unfinished deliveries and tokens the tenant has."""
     row = await conn.fetchrow(Q["tenant_footprint"], tenant_id)
     return {k: int(v) for k, v in dict(row).items()} if row else {}
+
+
+async def success_rates(
+    conn: Executor, tenant_id: str, webhook_ids: list[str], window_seconds: float
+) -> dict[str, tuple[int, int]]:
+    """``(attempts, succeeded)`` over the last ``window_seconds`` per webhook among those that
+    are the tenant's (webhooks without attempts, and other tenants', are absent)."""
+    if not webhook_ids:
+        return {}
+    rows = await conn.fetch(Q["tenant_success_rates"], tenant_id, webhook_ids, window_seconds)
+    return {r["webhook_id"]: (int(r["attempts"]), int(r["succeeded"])) for r in rows}
+
+
+async def unfinished(conn: Executor, tenant_id: str, webhook_id: str) -> int:
+    """How many of the tenant's webhook's deliveries are still to be sent (0 for another's)."""
+    return int(await conn.fetchval(Q["tenant_unfinished"], tenant_id, webhook_id) or 0)

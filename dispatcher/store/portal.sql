@@ -57,3 +57,19 @@ SELECT (SELECT count(*) FROM webhooks WHERE tenant_id = $1) AS webhooks,
        (SELECT count(*) FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
         WHERE w.tenant_id = $1 AND d.status IN ('created', 'retrying')) AS unfinished,
        (SELECT count(*) FROM tenant_tokens WHERE tenant_id = $1) AS tokens;
+
+-- name: tenant_success_rates
+-- Attempts and successful attempts over the last $3 seconds per webhook among $2 that is
+-- tenant $1's (another's id counts nothing); the (webhook_id, started_at) index serves it.
+SELECT a.webhook_id, count(*) AS attempts,
+       count(*) FILTER (WHERE a.status_code BETWEEN 200 AND 299) AS succeeded
+FROM webhooks w
+JOIN attempts a ON a.webhook_id = w.id AND a.started_at > now() - make_interval(secs => $3)
+WHERE w.id = ANY($2::text[]) AND w.tenant_id = $1
+GROUP BY a.webhook_id;
+
+-- name: tenant_unfinished
+-- Unfinished deliveries of webhook $2 if it is tenant $1's (held while it is disabled).
+SELECT count(*)
+FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
+WHERE w.id = $2 AND w.tenant_id = $1 AND d.status IN ('created', 'retrying');
