@@ -97,8 +97,8 @@ async def create_tenant(request: web.Request) -> web.Response:
             form.errors["id"] = (
                 "This id was a deleted tenant's whose events are still kept; choose another."
             )
-        if row is None and "id" not in form.errors:
-            form.errors["id"] = "A tenant with this id exists already."
+        if row is None:
+            form.errors.setdefault("id", "A tenant with this id exists already.")
         else:
             return redirect(
                 request, f"{ROOT}/{row['id']}", ("success", f"Tenant “{row['name']}” created.")

@@ -114,3 +114,23 @@ async def test_deleting_a_tenant_says_what_goes_with_it(
     assert await db.fetchval("SELECT count(*) FROM webhooks") == 1
     assert await db.fetchval("SELECT id FROM webhooks") == (await mine.json())["id"]
     assert (await client.get("/admin/tenants/acme")).status == 404
+
+
+async def test_a_deleted_tenants_id_with_its_log_kept_is_refused_in_words(
+    client: Client, db: asyncpg.Connection
+) -> None:
+    csrf = await signed_in(client)
+    resp = await client.post("/v1/tenants", json={"id": "t-1", "name": "Old"}, headers=ADMIN)
+    assert resp.status == 201
+    resp = await client.post(
+        "/v1/events", json={"type": "order.created", "data": {}, "tenant_id": "t-1"}, headers=ADMIN
+    )
+    assert resp.status == 202
+    resp = await client.delete("/v1/tenants/t-1", headers=ADMIN)
+    assert resp.status == 204
+    again = await client.post(
+        "/admin/tenants/new", data={"csrf_token": csrf, "id": "t-1", "name": "New"}
+    )
+    assert again.status == 422
+    assert "still kept" in html.unescape(await again.text())
+    assert await db.fetchval("SELECT count(*) FROM tenants") == 0
