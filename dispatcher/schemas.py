@@ -28,6 +28,7 @@ from pydantic import (
 from yarl import URL
 
 from dispatcher import matching, nesting, signing
+from dispatcher.db import dumps_exact
 
 # Marks a field whose value is free JSON, stored as json (which, unlike text, keeps \u0000).
 ANY_JSON: dict[str, Any] = {"x-any-json": True}
@@ -132,8 +133,6 @@ def _non_blank(value: str) -> str:
 
 
 def _small_json(value: dict[str, Any]) -> dict[str, Any]:
-    from dispatcher.db import dumps_exact
-
     if len(dumps_exact(value).encode()) > 16384:
         raise ValueError("must serialize to at most 16 KiB")
     return value
@@ -438,8 +437,6 @@ class SecretOut(BaseModel):
 
 def _json_size(limit: int) -> Any:
     def check(value: Any) -> Any:
-        from dispatcher.db import dumps_exact
-
         if value is not None and len(dumps_exact(value).encode()) > limit:
             raise ValueError(f"must serialize to at most {limit // 1024} KiB")
         return value
