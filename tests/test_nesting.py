@@ -4,6 +4,7 @@ cap existed never make a read fail (orjson reads 1,024 levels but writes only 25
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import orjson
 import pytest
 
 from dispatcher import nesting, transfer
+from dispatcher.api.common import json_response
 from dispatcher.nesting import MAX_JSON_DEPTH
 from tests.helpers import ADMIN, PUBLISHER, webhook_body
 from tests.test_admin import signed_in
@@ -202,3 +204,13 @@ async def test_an_event_with_integers_beyond_64_bits_reads_back_exactly(client: 
     event_id = (await resp.json())["id"]
     got = await client.get(f"/v1/events/{event_id}", headers=ADMIN)
     assert b'"n":18446744073709551616' in (await got.read()).replace(b" ", b"")
+
+
+def test_the_stdlib_fallback_writes_timestamps_as_orjson_does() -> None:
+    when = datetime(2026, 12, 1, 16, 25, 53, 327337, tzinfo=UTC)
+    resp = json_response({"n": 18446744073709551616, "created_at": when})
+    assert resp.body is not None
+    assert json.loads(bytes(resp.body)) == {  # type: ignore[arg-type]
+        "n": 18446744073709551616,
+        "created_at": "2026-12-01T16:25:53.327337+00:00",
+    }

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 from collections.abc import Callable
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 import orjson
@@ -41,8 +42,16 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     try:
         body = orjson.dumps(data)
     except orjson.JSONEncodeError:
-        body = json.dumps(data, default=str).encode()
+        body = json.dumps(data, default=_as_orjson_would).encode()
     return web.Response(body=body, status=status, content_type="application/json")
+
+
+def _as_orjson_would(value: Any) -> Any:
+    # The stdlib fallback (integers beyond 64 bits, lone surrogates) must write what orjson
+    # writes: RFC 3339 timestamps, not str(datetime)'s "2026-12-01 16:25:53+00:00".
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
 
 
 async def read_json(
