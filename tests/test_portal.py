@@ -342,3 +342,23 @@ async def test_a_console_cookie_does_not_open_the_portal(client: Client) -> None
     console_cookie = answer.cookies["dispatcher_session"].value
     refused = await Portal(client, console_cookie).get("/portal/webhooks")
     assert refused.status == 401
+
+
+async def test_the_shared_endpoint_form_and_delete_page_stay_inside_the_portal(
+    client: Client,
+) -> None:
+    """The portal renders the console's form and confirmation page in its own layout: every
+    link and action on them is the portal's, none the console's."""
+    await make_tenant(client, "acme", "Acme Inc.")
+    hook = await tenant_webhook(client, "acme", "acme-orders")
+    portal = await sign_in(client, "acme")
+    new = await (await portal.get("/portal/webhooks/new")).text()
+    assert 'action="/portal/webhooks/new"' in new and "Create endpoint" in new
+    edit = await (await portal.get(f"/portal/webhooks/{hook['id']}/edit")).text()
+    assert f'action="/portal/webhooks/{hook["id"]}/edit"' in edit
+    delete = await portal.get(f"/portal/webhooks/{hook['id']}/delete")
+    assert delete.status == 200, await delete.text()
+    for page in (new, edit, await delete.text()):
+        # The stylesheet is the console's; no link or form is.
+        assert 'href="/admin/webhooks' not in page and 'action="/admin/' not in page
+        assert "Acme Inc." in page  # the portal's layout, titled with the tenant
