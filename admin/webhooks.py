@@ -113,24 +113,28 @@ async def _form_page(
     webhook: dict[str, Any] | None = None,
     status: int = 200,
 ) -> web.Response:
+    return render(
+        request, "webhook_form.html", await form_context(request, form, webhook), status=status
+    )
+
+
+async def form_context(
+    request: web.Request, form: Form[Any], webhook: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What the webhook form shows (the console's and the portal's are one template)."""
     settings = request.app[SETTINGS]
     known = await event_type_store.list_page(request.app[POOL], after=None, limit=30)
-    return render(
-        request,
-        "webhook_form.html",
-        {
-            "nav": "webhooks",
-            "webhook": webhook,
-            "values": form.values,
-            "errors": form.errors,
-            "known_types": [t["name"] for t in known],
-            "defaults": {
-                "max_retries": settings.max_retries,
-                "timeout_seconds": settings.delivery_timeout_seconds,
-            },
+    return {
+        "nav": "webhooks",
+        "webhook": webhook,
+        "values": form.values,
+        "errors": form.errors,
+        "known_types": [t["name"] for t in known],
+        "defaults": {
+            "max_retries": settings.max_retries,
+            "timeout_seconds": settings.delivery_timeout_seconds,
         },
-        status=status,
-    )
+    }
 
 
 @routes.get("/admin/webhooks/new")

@@ -15,6 +15,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from admin import queries
+from admin import webhooks as console_webhooks
 from admin.deliveries import parse_time
 from admin.forms import (
     Form,
@@ -113,22 +114,10 @@ async def _form_page(
     webhook: dict[str, Any] | None = None,
     status: int = 200,
 ) -> web.Response:
-    settings = request.app[SETTINGS]
-    known = await event_type_store.list_page(request.app[POOL], after=None, limit=30)
     return render(
         request,
         "webhook_form.html",
-        {
-            "nav": "webhooks",
-            "webhook": webhook,
-            "values": form.values,
-            "errors": form.errors,
-            "known_types": [t["name"] for t in known],
-            "defaults": {
-                "max_retries": settings.max_retries,
-                "timeout_seconds": settings.delivery_timeout_seconds,
-            },
-        },
+        await console_webhooks.form_context(request, form, webhook),
         status=status,
     )
 
