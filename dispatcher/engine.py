@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import asyncpg
 import structlog
 
-from dispatcher import breaker, metrics, retry, sender
+from dispatcher import breaker, http_client, metrics, retry, sender
 from dispatcher.config import Settings
 from dispatcher.db import DB_UNAVAILABLE
 from dispatcher.jobs import Job
@@ -141,7 +140,7 @@ class Engine:
         self.running = False
         self._waiting_for_global: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._session: aiohttp.ClientSession | None = None
+        self._session: sender.Sender | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._tuner: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -176,7 +175,7 @@ class Engine:
                 log.warning("heartbeat_failed", error=str(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        self._session = sender.create_session(self.settings.allow_private_targets)
+        self._session = http_client.create_sender(self.settings)
         self.outcomes.start()
         loop = asyncio.get_running_loop()
         self._heartbeat = loop.create_task(self._keep_alive(), name="heartbeat")

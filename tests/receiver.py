@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 
 @dataclass
@@ -16,7 +17,9 @@ class Received:
     """One request the receiver got."""
 
     path: str
-    headers: dict[str, str]
+    # Header names are case-insensitive, as for any receiver (aiohttp sends ours as spelled,
+    # pyreqwest in lower case).
+    headers: CIMultiDict[str]
     body: bytes
 
     def json(self) -> Any:
@@ -69,7 +72,7 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        got = Received(request.path, dict(request.headers), body)
+        got = Received(request.path, CIMultiDict(request.headers), body)
         n = self._arrived.get(request.path, 0)
         self._arrived[request.path] = n + 1
         responder = self.responders.get(request.path, ok)

@@ -12,7 +12,8 @@ import pytest
 from aiohttp.abc import ResolveResult
 
 from dispatcher import targets
-from dispatcher.sender import BlockedTarget, GuardedResolver
+from dispatcher.sender import BlockedTarget
+from dispatcher.sender_aiohttp import GuardedResolver
 from tests.helpers import (
     ADMIN,
     MakeClient,
