@@ -19,6 +19,7 @@ from yarl import URL
 
 from dispatcher.sender import (
     RESPONSE_BODY_LIMIT,
+    USER_AGENT,
     AttemptResult,
     BlockedTarget,
     describe_error,
@@ -73,6 +74,7 @@ class AiohttpSender:
         self._session = aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
+            headers={"User-Agent": USER_AGENT},
             auto_decompress=True,
             skip_auto_headers=("Accept-Encoding",),
             trust_env=False,

@@ -126,8 +126,9 @@ async def test_registration_refuses_ipv6_forms_of_private_targets(
 # private targets are refused again at delivery time, after DNS
 
 
+@pytest.mark.parametrize("http_client", ["pyreqwest", "aiohttp"])
 async def test_private_target_is_blocked_at_delivery_time_by_a_strict_instance(
-    receiver: Receiver, make_client: MakeClient, db: asyncpg.Connection
+    receiver: Receiver, make_client: MakeClient, db: asyncpg.Connection, http_client: str
 ) -> None:
     """Registered where private targets were allowed; delivered from an instance where they
     are not (as if the name had been rebound since registration): every attempt is refused."""
@@ -148,6 +149,7 @@ async def test_private_target_is_blocked_at_delivery_time_by_a_strict_instance(
 
     strict = await make_client(
         allow_private_targets=False,
+        http_client=http_client,
         max_retries=1,
         retry_base_seconds=0.05,
         retry_max_delay_seconds=0.1,
@@ -178,11 +180,13 @@ async def test_private_target_is_blocked_at_delivery_time_by_a_strict_instance(
     assert 'dispatcher_attempts_total{result="blocked"' in metrics_text
 
 
+@pytest.mark.parametrize("http_client", ["pyreqwest", "aiohttp"])
 async def test_name_rebound_to_a_private_address_after_registration_is_blocked(
     receiver: Receiver,
     make_client: MakeClient,
     db: asyncpg.Connection,
     monkeypatch: pytest.MonkeyPatch,
+    http_client: str,
 ) -> None:
     """DNS rebinding on one strict instance: public at registration, loopback at delivery."""
     name = "rebind.dispatcher-test.example"
@@ -196,7 +200,10 @@ async def test_name_rebound_to_a_private_address_after_registration_is_blocked(
 
     monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
     client = await make_client(
-        allow_private_targets=False, max_retries=0, failures_before_disable=-1
+        allow_private_targets=False,
+        http_client=http_client,
+        max_retries=0,
+        failures_before_disable=-1,
     )
     hook = await create_webhook(client, url=f"http://{name}:{receiver.port}/rebound")
 
