@@ -219,3 +219,51 @@ async def test_attempts_failed_migration_classifies_the_attempts_already_logged(
         }
     finally:
         await conn.close()
+
+
+async def test_lighter_hot_tables_migration_keeps_every_row_and_drops_the_row_checks(
+    empty_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0010 drops two foreign keys and three indexes of the hot tables, keeping the rows."""
+    shipped = migrate.available()
+    monkeypatch.setattr(migrate, "available", lambda: [m for m in shipped if m.version < 10])
+    await migrate.migrate_dsn(empty_database)
+    conn = await asyncpg.connect(empty_database)
+    try:
+        await conn.execute(
+            "INSERT INTO events (id, type, data, occurred_at) VALUES"
+            " ('evt_m1', 'order.created', '{\"n\": 1}', now());"
+            "INSERT INTO deliveries (id, event_id, webhook_id, event_type, status, attempt_count)"
+            " VALUES ('dlv_m1', 'evt_m1', 'wh_m', 'order.created', 'success', 1),"
+            " ('dlv_m2', 'evt_m1', 'wh_n', 'order.created', 'failed', 3);"
+            "INSERT INTO attempts (delivery_id, number, webhook_id, started_at, duration_ms,"
+            " status_code, url, failed) VALUES"
+            " ('dlv_m1', 1, 'wh_m', now(), 3, 200, 'https://example.com/', false),"
+            " ('dlv_m2', 3, 'wh_n', now(), 3, 500, 'https://example.com/', true)"
+        )
+        monkeypatch.setattr(migrate, "available", lambda: shipped)
+        assert 10 in await migrate.migrate(conn)
+        assert await conn.fetchval("SELECT count(*) FROM events") == 1
+        rows = await conn.fetch("SELECT id, status FROM deliveries ORDER BY id")
+        assert [(r["id"], r["status"]) for r in rows] == [
+            ("dlv_m1", "success"),
+            ("dlv_m2", "failed"),
+        ]
+        assert await conn.fetchval("SELECT count(*) FROM attempts") == 2
+        fks = await conn.fetch(
+            "SELECT conname FROM pg_constraint WHERE contype = 'f'"
+            " AND conrelid IN ('deliveries'::regclass, 'attempts'::regclass)"
+        )
+        assert fks == []
+        indexes = {
+            r["indexname"]
+            for r in await conn.fetch(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'deliveries'"
+            )
+        }
+        assert "deliveries_unsuccessful" in indexes
+        assert not indexes & {"deliveries_leased", "deliveries_finished", "deliveries_status"}
+        # The status filter still finds the failed one.
+        assert await conn.fetchval("SELECT count(*) FROM deliveries WHERE status <> 'success'") == 1
+    finally:
+        await conn.close()

@@ -65,6 +65,29 @@ async def test_deliveries_of_a_deleted_webhook_are_cancelled_not_stuck(
     await eventually(cancelled)
 
 
+async def test_a_delivery_whose_event_was_pruned_is_cancelled_not_stuck(
+    client: Any, receiver: Any, db: asyncpg.Connection
+) -> None:
+    # No foreign key holds a delivery to its event (migration 0010): a replay racing the
+    # prune of its event leaves such a row. The claim cannot send it (it joins the event).
+    hook = await (
+        await client.post("/v1/webhooks", json=webhook_body(url=receiver.url()), headers=ADMIN)
+    ).json()
+    await db.execute(
+        "INSERT INTO deliveries (id, event_id, webhook_id, event_type, next_attempt_at, due_at)"
+        " VALUES ('dlv_no_event', 'evt_pruned', $1, 'a.b', now(), now())",
+        hook["id"],
+    )
+    client.app[SCHEDULER].wake.set()
+
+    async def cancelled() -> bool:
+        status = await db.fetchval("SELECT status FROM deliveries WHERE id = 'dlv_no_event'")
+        return bool(status == "cancelled")
+
+    await eventually(cancelled)
+    assert receiver.at() == []
+
+
 async def test_held_deliveries_of_an_enabled_webhook_are_rearmed(
     client: Any, receiver: Any, db: asyncpg.Connection
 ) -> None:

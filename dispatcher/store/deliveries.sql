@@ -26,12 +26,15 @@ SELECT extract(epoch FROM min(due_at) - now())::float8 FROM deliveries
 WHERE status IN ('created', 'retrying') AND due_at IS NOT NULL;
 
 -- name: cancel_orphans
--- Deliveries created for a webhook deleted at the same moment: nothing will ever send them.
+-- Deliveries created for a webhook deleted at the same moment, or by a replay of an event
+-- that retention pruned at the same moment (no foreign key holds it): nothing will ever
+-- send them.
 UPDATE deliveries d
 SET status = 'cancelled', due_at = NULL, next_attempt_at = NULL, lease_owner = NULL,
     lease_until = NULL, updated_at = now()
 WHERE d.status IN ('created', 'retrying') AND d.due_at <= now()
-  AND NOT EXISTS (SELECT 1 FROM webhooks w WHERE w.id = d.webhook_id);
+  AND (NOT EXISTS (SELECT 1 FROM webhooks w WHERE w.id = d.webhook_id)
+       OR NOT EXISTS (SELECT 1 FROM events e WHERE e.id = d.event_id));
 
 -- name: heal_held
 -- Self-heal: held deliveries of webhooks that are enabled again (a hold that raced an enable).
