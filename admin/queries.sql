@@ -12,9 +12,10 @@ LIMIT $4;
 
 -- name: success_rates
 -- Attempts and successful attempts per webhook over the last $2 seconds (one grouped query;
--- the (webhook_id, started_at) index serves it).
+-- the (webhook_id, started_at) index serves it). Whether an attempt failed is what the
+-- outcome write stored (dispatcher.retry.classify), the failure window's own count.
 SELECT webhook_id, count(*) AS attempts,
-       count(*) FILTER (WHERE status_code BETWEEN 200 AND 299) AS succeeded
+       count(*) FILTER (WHERE NOT failed) AS succeeded
 FROM attempts
 WHERE webhook_id = ANY($1::text[]) AND started_at > now() - make_interval(secs => $2)
 GROUP BY webhook_id;
@@ -23,9 +24,8 @@ GROUP BY webhook_id;
 -- Attempts per minute over the last $1 seconds, succeeded vs failed. Joined through webhooks
 -- so each webhook's slice comes from the (webhook_id, started_at) index, not a full scan.
 SELECT date_trunc('minute', a.started_at) AS minute,
-       count(*) FILTER (WHERE a.status_code BETWEEN 200 AND 299) AS succeeded,
-       count(*) FILTER (WHERE a.status_code IS NULL OR a.status_code NOT BETWEEN 200 AND 299)
-           AS failed
+       count(*) FILTER (WHERE NOT a.failed) AS succeeded,
+       count(*) FILTER (WHERE a.failed) AS failed
 FROM webhooks w
 JOIN attempts a ON a.webhook_id = w.id AND a.started_at > now() - make_interval(secs => $1)
 GROUP BY 1

@@ -374,9 +374,11 @@ async def test_webhook_page_charts_attempts_success_and_latency(
     ]
     for webhook_id, delivery_id, code, ms, minutes_ago in rows:
         await db.execute(
+            # failed as the outcome write stores it (dispatcher.retry.classify): the charts
+            # count that column.
             "INSERT INTO attempts (delivery_id, number, webhook_id, started_at, duration_ms, "
-            "status_code, url) VALUES ($1, 1, $2, now() - make_interval(mins => $3), $4, $5, "
-            "'http://example.com/')",
+            "status_code, url, failed) VALUES ($1, 1, $2, now() - make_interval(mins => $3), "
+            "$4, $5, 'http://example.com/', $5 >= 300)",
             delivery_id,
             webhook_id,
             minutes_ago,

@@ -364,14 +364,14 @@ WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = m.event_id AND d
 -- succeeded, and the p50/p99 duration; the row with bucket NULL is the whole window. Bounded:
 -- at most the $4 newest attempts, read backwards through attempts_webhook_time.
 WITH recent AS (
-    SELECT started_at, status_code, duration_ms FROM attempts
+    SELECT started_at, failed, duration_ms FROM attempts
     WHERE webhook_id = $1 AND started_at > now() - make_interval(secs => $2)
     ORDER BY started_at DESC
     LIMIT $4
 )
 SELECT to_timestamp(floor(extract(epoch FROM started_at) / $3) * $3) AS bucket,
        count(*) AS attempts,
-       count(*) FILTER (WHERE status_code BETWEEN 200 AND 299) AS succeeded,
+       count(*) FILTER (WHERE NOT failed) AS succeeded,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS p50,
        percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms) AS p99
 FROM recent

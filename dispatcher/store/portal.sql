@@ -62,7 +62,7 @@ SELECT (SELECT count(*) FROM webhooks WHERE tenant_id = $1) AS webhooks,
 -- Attempts and successful attempts over the last $3 seconds per webhook among $2 that is
 -- tenant $1's (another's id counts nothing); the (webhook_id, started_at) index serves it.
 SELECT a.webhook_id, count(*) AS attempts,
-       count(*) FILTER (WHERE a.status_code BETWEEN 200 AND 299) AS succeeded
+       count(*) FILTER (WHERE NOT a.failed) AS succeeded
 FROM webhooks w
 JOIN attempts a ON a.webhook_id = w.id AND a.started_at > now() - make_interval(secs => $3)
 WHERE w.id = ANY($2::text[]) AND w.tenant_id = $1
