@@ -3,6 +3,7 @@ pruned in batches, and only by one instance at a time."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -122,6 +123,27 @@ async def test_retention_works_in_batches(pool: asyncpg.Pool, db: asyncpg.Connec
     assert removed == {"deliveries": 7, "events": 6}
     assert [r["id"] for r in await db.fetch("SELECT id FROM deliveries")] == ["dl_keep"]
     assert [r["id"] for r in await db.fetch("SELECT id FROM events")] == ["ev_0"]
+
+
+async def test_retention_pauses_between_batches_so_it_works_a_tenth_of_the_time(
+    pool: asyncpg.Pool, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(5):
+        await insert_event(db, f"ev_{i}", 40)
+        await insert_delivery(db, f"dl_{i}", f"ev_{i}", "success", 40)
+    pauses: list[float] = []
+    clock = iter(float(i) for i in range(1000))  # every reading of the clock is 1 s later
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(retention.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(retention.asyncio, "sleep", sleep)
+    assert await retention.prune(pool, 30, batch=2) == {"deliveries": 5, "events": 5}
+    # Two full batches of deliveries, two of events; each "took" 1 s, so each pause is 9 s.
+    assert pauses == [retention.PAUSE_FACTOR] * 4
 
 
 async def test_retention_runs_on_one_instance_at_a_time(
