@@ -61,6 +61,9 @@ VARIANTS: dict[str, str] = {
         " WHERE status IN ('success', 'failed', 'cancelled');"
         " CREATE INDEX ON deliveries (status, id)"
     ),
+    "with a status index of all but success": (
+        "CREATE INDEX ON deliveries (status, id) WHERE status <> 'success'"
+    ),
     "without deliveries_event_type": "DROP INDEX deliveries_event_type",
     "deliveries fillfactor 70": "ALTER TABLE deliveries SET (fillfactor = 70)",
 }

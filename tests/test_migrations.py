@@ -261,7 +261,7 @@ async def test_lighter_hot_tables_migration_keeps_every_row_and_drops_the_row_ch
                 "SELECT indexname FROM pg_indexes WHERE tablename = 'deliveries'"
             )
         }
-        assert "deliveries_unsuccessful" in indexes
+        assert "deliveries_failed" in indexes
         assert not indexes & {"deliveries_leased", "deliveries_finished", "deliveries_status"}
         # The status filter still finds the failed one.
         assert await conn.fetchval("SELECT count(*) FROM deliveries WHERE status <> 'success'") == 1

@@ -285,8 +285,9 @@ ON CONFLICT (event_id, webhook_id) DO NOTHING;
 -- The console's log: newest first, after cursor $1, filtered by webhook $2, event $3,
 -- status $4, event type $5, and a creation range as id bounds [$6, $7) (ids sort by creation
 -- time, see ids.time_bound). Every filter is "column = x ORDER BY id" on an index of
--- (column, id) (webhook, status, event type, event), or the primary key for the range alone;
--- custom plans (db.py) drop the unused tests. $8 keeps one tenant's (deliveries_tenant, a
+-- (column, id) (webhook, event type, event; status for failed and cancelled, the rare final
+-- states: any other status is most of the newest rows, found walking the primary key), or the
+-- primary key for the range alone; custom plans (db.py) drop the unused tests. $8 keeps one tenant's (deliveries_tenant, a
 -- partial index the custom plan's `tenant_id = 'x'` implies), $9 true only the operator's own.
 SELECT * FROM deliveries
 WHERE ($1::text IS NULL OR id < $1)
