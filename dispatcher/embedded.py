@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,22 @@ def postmaster_alive(pgdata: Path) -> bool:
         return False
 
 
+def postmaster_status(pgdata: Path) -> str | None:
+    """The live postmaster's status from ``pgdata/postmaster.pid`` (``ready``, ``starting``,
+    ``stopping``, ...), or None when no postmaster of that data dir is running."""
+    if not postmaster_alive(pgdata):
+        return None
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return None
+    return lines[7].strip() if len(lines) > 7 else "starting"
+
+
+# How long start() waits for a previous server on the same data dir to finish stopping.
+STOPPING_WAIT_SECONDS = 60.0
+
+
 class EmbeddedPostgres:
     """Start (or adopt, after a crash) the server in ``<data_dir>/pg``; stop it on :meth:`stop`."""
 
@@ -82,6 +99,7 @@ class EmbeddedPostgres:
         os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
         if self.pgdata.exists():
             prune_stale_handles(self.pgdata)
+            self._wait_for_previous_to_stop()
         import logging
 
         # The wheel logs every subprocess it runs at INFO; keep our output readable.
@@ -92,6 +110,27 @@ class EmbeddedPostgres:
         uri: str = self._server.get_uri()
         log.info("embedded_postgres_started", pgdata=str(self.pgdata))
         return uri
+
+    def _wait_for_previous_to_stop(self) -> None:
+        """Wait while a postmaster left on this data dir (by a killed instance) shuts down.
+
+        Until it exits it holds the data dir and refuses connections, and the wheel, finding
+        it alive but not ready, gives up at once; a service restarted at that moment (by
+        systemd, say) would crash on start.
+        """
+        deadline = time.monotonic() + STOPPING_WAIT_SECONDS
+        status = postmaster_status(self.pgdata)
+        if status is None or status == "ready":
+            return
+        log.warning("embedded_postgres_waiting", pgdata=str(self.pgdata), status=status)
+        while status is not None and status != "ready":
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the PostgreSQL server already running on {self.pgdata} is still "
+                    f"{status!r} after {STOPPING_WAIT_SECONDS:.0f} s"
+                )
+            time.sleep(0.2)
+            status = postmaster_status(self.pgdata)
 
     def supervise(
         self, interval: float = 0.5, first_backoff: float = 0.5, max_backoff: float = 30.0

@@ -8,6 +8,7 @@ next start.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -25,8 +26,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import psutil
 import pytest
+
+from dispatcher.embedded import postmaster_status
 
 REPO = Path(__file__).resolve().parent.parent
 START_DEADLINE = 45.0
@@ -316,3 +320,57 @@ def test_a_killed_embedded_postgres_is_brought_back(data_dir: Path, tmp_path: Pa
         wait_for(lambda: not postgres_pids(pgdata), STOP_DEADLINE, "Postgres to stop")
     finally:
         server.kill()
+
+
+def test_serve_waits_for_a_previous_postmaster_that_is_still_stopping(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    # A killed instance left its postmaster, which is shutting down (smart: it waits for a
+    # client still connected). A service restarted then (by systemd, say) must wait for it to
+    # go and start its own, not crash on the wheel's "is it ready" assertion.
+    pgdata = data_dir / "pg"
+    first = Server(data_dir, tmp_path, free_port(), 1)
+    loop = asyncio.new_event_loop()
+    held = None
+    second = None
+    try:
+        first.wait_ready()
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        port, socket_dir = lines[3].strip(), lines[4].strip()
+        held = loop.run_until_complete(
+            asyncpg.connect(host=socket_dir, port=int(port), user="postgres", database="postgres")
+        )
+        first.proc.kill()  # SIGKILL: its postmaster stays behind
+        first.proc.wait(timeout=STOP_DEADLINE)
+        old = postmaster_pid(pgdata)
+        assert old is not None
+        os.kill(old, signal.SIGTERM)  # smart shutdown: stopping while our client is connected
+        wait_for(lambda: postmaster_status(pgdata) == "stopping", START_DEADLINE, "stopping")
+
+        second = Server(data_dir, tmp_path, free_port(), 2)
+
+        def logged(event: str) -> bool:
+            text = second.stdout_path.read_text(errors="replace")
+            return any(
+                line.startswith("{") and json.loads(line).get("event") == event
+                for line in text.splitlines()
+            )
+
+        wait_for(lambda: logged("embedded_postgres_waiting"), START_DEADLINE, "the wait logged")
+        assert second.proc.poll() is None, second.output()
+        loop.run_until_complete(held.close())
+        held = None
+        second.wait_ready()
+        assert postmaster_pid(pgdata) not in (None, old)
+        token = second.printed_token()
+        event = {"type": "order.created", "data": {"n": 1}}
+        assert answer("POST", second.base + "/v1/events", token, event) == 202, second.output()
+        assert second.stop(signal.SIGTERM) == 0, second.output()
+        wait_for(lambda: not postgres_pids(pgdata), STOP_DEADLINE, "Postgres to stop")
+    finally:
+        if held is not None:
+            loop.run_until_complete(held.close())
+        loop.close()
+        first.kill()
+        if second is not None:
+            second.kill()
