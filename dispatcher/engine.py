@@ -140,6 +140,7 @@ class Engine:
         self.running = False
         self._waiting_for_global: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # The private-address rule is the sender's own, set when it is made.
         self._session: sender.Sender | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._tuner: asyncio.Task[None] | None = None
@@ -473,13 +474,8 @@ class Engine:
                 spec.headers, spec.signing_secrets(now), job.payload.id, now, body
             )
             timeout = spec.timeout_seconds or settings.delivery_timeout_seconds
-            result = await sender.send(
-                self._session,
-                url=spec.target,
-                headers=headers,
-                body=body,
-                timeout=timeout,
-                allow_private=settings.allow_private_targets,
+            result = await self._session.send(
+                url=spec.target, headers=headers, body=body, timeout=timeout
             )
             finished_at = datetime.now(UTC)
             outcome = outcome_of(self.policy, spec, job, result, finished_at)

@@ -159,19 +159,3 @@ class Sender(Protocol):
     async def close(self) -> None:
         """Close every connection."""
         ...
-
-
-async def send(
-    sender: Sender,
-    *,
-    url: URL,
-    headers: dict[str, str],
-    body: bytes,
-    timeout: float,
-    allow_private: bool,
-) -> AttemptResult:
-    """POST ``body`` to ``url`` with ``sender``; ``allow_private`` must be what it was made
-    with (the rule is the sender's, set once)."""
-    if allow_private is not sender.allow_private:
-        raise ValueError("allow_private differs from the sender's")
-    return await sender.send(url=url, headers=headers, body=body, timeout=timeout)
