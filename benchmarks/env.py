@@ -391,6 +391,19 @@ def start_dispatcher(env: dict[str, str], workdir: Path) -> subprocess.Popen[byt
         )
 
 
+async def fresh_database(server: str, name: str) -> str:
+    """Database ``name`` on ``server``, dropped if it was there, created and migrated; its DSN."""
+    conn = await asyncpg.connect(server)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await conn.execute(f"CREATE DATABASE {name}")
+    finally:
+        await conn.close()
+    dsn = urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+    await migrate.migrate_dsn(dsn)
+    return dsn
+
+
 @contextlib.asynccontextmanager
 async def environment(workdir: Path, receiver_workers: int = 2) -> AsyncIterator[Env]:
     """Start PostgreSQL, the receiver and the Dispatcher; stop them all on exit."""
@@ -411,12 +424,7 @@ async def environment(workdir: Path, receiver_workers: int = 2) -> AsyncIterator
     db: asyncpg.Connection | None = None
     bench: Env | None = None
     try:
-        conn = await asyncpg.connect(server)
-        await conn.execute("DROP DATABASE IF EXISTS dispatcher_bench WITH (FORCE)")
-        await conn.execute("CREATE DATABASE dispatcher_bench")
-        await conn.close()
-        dsn = urlunsplit(urlsplit(server)._replace(path="/dispatcher_bench"))
-        await migrate.migrate_dsn(dsn)
+        dsn = await fresh_database(server, "dispatcher_bench")
         receiver = Receiver.spawn(session, receiver_workers)
         procs.extend(receiver.procs)
         dport = free_port()

@@ -26,12 +26,12 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from benchmarks.env import fresh_database
 from benchmarks.measure import tree_cpu_s
-from dispatcher import ids, migrate
+from dispatcher import ids
 from dispatcher.embedded import EmbeddedPostgres
 from dispatcher.store import deliveries as delivery_store
 from dispatcher.store import events as event_store
@@ -106,12 +106,7 @@ async def measure(
 async def _measure(
     server: str, postmaster: int | None, setup: str, events: int
 ) -> tuple[float, float]:
-    admin = await asyncpg.connect(server)
-    await admin.execute("DROP DATABASE IF EXISTS dispatcher_hot WITH (FORCE)")
-    await admin.execute("CREATE DATABASE dispatcher_hot")
-    await admin.close()
-    dsn = urlunsplit(urlsplit(server)._replace(path="/dispatcher_hot"))
-    await migrate.migrate_dsn(dsn)
+    dsn = await fresh_database(server, "dispatcher_hot")
     conn = await asyncpg.connect(dsn)
     try:
         if setup:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import resource
 import socket
@@ -22,7 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import uvloop
@@ -69,17 +70,27 @@ async def _wait_listening(port: int) -> None:
     raise RuntimeError("the receiver did not start")
 
 
+@contextlib.asynccontextmanager
+async def receiver_process() -> AsyncIterator[int]:
+    """The benchmark receiver (one worker) in a process of its own, listening; its port."""
+    port, control = _free_port(), _free_port()
+    command = [sys.executable, "-m", "benchmarks.receiver", "--port", str(port)]
+    receiver = subprocess.Popen([*command, "--control-port", str(control)])
+    try:
+        await _wait_listening(port)
+        yield port
+    finally:
+        receiver.terminate()
+        receiver.wait()
+
+
 async def main(requests: int, rounds: int, in_flights: list[int]) -> None:
     """Print CPU us per request of bare aiohttp and both senders, median of ``rounds``."""
     real = targets.is_forbidden_address
     loopback = ipaddress.ip_address("127.0.0.1")
     targets.is_forbidden_address = lambda a: a != loopback and real(a)  # see the docstring
 
-    port, control = _free_port(), _free_port()
-    command = [sys.executable, "-m", "benchmarks.receiver", "--port", str(port)]
-    receiver = subprocess.Popen([*command, "--control-port", str(control)])
-    try:
-        await _wait_listening(port)
+    async with receiver_process() as port:
         body, headers = envelope()
         bare = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
@@ -133,9 +144,6 @@ async def main(requests: int, rounds: int, in_flights: list[int]) -> None:
         await bare.close()
         for s in senders.values():
             await s.close()
-    finally:
-        receiver.terminate()
-        receiver.wait()
 
 
 if __name__ == "__main__":

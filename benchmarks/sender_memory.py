@@ -21,7 +21,7 @@ import uvloop
 from yarl import URL
 
 from benchmarks.scenarios.raw import envelope
-from benchmarks.sender_cpu import _free_port, _wait_listening
+from benchmarks.sender_cpu import receiver_process
 from dispatcher import sender
 from dispatcher.sender_aiohttp import AiohttpSender
 from dispatcher.sender_reqwest import ReqwestSender
@@ -62,19 +62,12 @@ async def one_sender(name: str, port: int, in_flight: int, delay: float) -> None
 
 async def main(in_flight: int, delay: float) -> None:
     """Start the receiver, then measure each sender in a process of its own."""
-    port, control = _free_port(), _free_port()
-    command = [sys.executable, "-m", "benchmarks.receiver", "--port", str(port)]
-    receiver = subprocess.Popen([*command, "--control-port", str(control)])
-    try:
-        await _wait_listening(port)
+    async with receiver_process() as port:
         print(f"{in_flight} attempts in flight at once, each held {delay:g} s by the receiver:")
         for name in SENDERS:
             child = [sys.executable, "-m", "benchmarks.sender_memory", "--only", name]
             args = ["--port", str(port), "--in-flight", str(in_flight), "--delay", str(delay)]
             await asyncio.to_thread(subprocess.run, [*child, *args], check=True)
-    finally:
-        receiver.terminate()
-        receiver.wait()
 
 
 if __name__ == "__main__":
