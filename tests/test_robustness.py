@@ -46,6 +46,16 @@ async def test_one_unstorable_event_does_not_fail_its_neighbours(client: Any) ->
     assert all(400 <= s < 500 for s in results[30:]), results[30:]
 
 
+async def reaches_status(db: asyncpg.Connection, delivery_id: str, status: str) -> None:
+    """Wait until delivery ``delivery_id`` has ``status``."""
+
+    async def there() -> bool:
+        found = await db.fetchval("SELECT status FROM deliveries WHERE id = $1", delivery_id)
+        return bool(found == status)
+
+    await eventually(there)
+
+
 async def test_deliveries_of_a_deleted_webhook_are_cancelled_not_stuck(
     client: Any, db: asyncpg.Connection
 ) -> None:
@@ -57,12 +67,7 @@ async def test_deliveries_of_a_deleted_webhook_are_cancelled_not_stuck(
         " VALUES ('dlv_orphan', 'e1', 'wh_gone', 'a.b', now(), now())"
     )
     client.app[SCHEDULER].wake.set()
-
-    async def cancelled() -> bool:
-        status = await db.fetchval("SELECT status FROM deliveries WHERE id = 'dlv_orphan'")
-        return bool(status == "cancelled")
-
-    await eventually(cancelled)
+    await reaches_status(db, "dlv_orphan", "cancelled")
 
 
 async def test_a_delivery_whose_event_was_pruned_is_cancelled_not_stuck(
@@ -79,12 +84,7 @@ async def test_a_delivery_whose_event_was_pruned_is_cancelled_not_stuck(
         hook["id"],
     )
     client.app[SCHEDULER].wake.set()
-
-    async def cancelled() -> bool:
-        status = await db.fetchval("SELECT status FROM deliveries WHERE id = 'dlv_no_event'")
-        return bool(status == "cancelled")
-
-    await eventually(cancelled)
+    await reaches_status(db, "dlv_no_event", "cancelled")
     assert receiver.at() == []
 
 
