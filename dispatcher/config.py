@@ -59,6 +59,8 @@ class Settings(BaseModel):
     # Attempts in flight to one webhook from one process: 100 still carries 1,000 deliveries/s
     # to a 100 ms endpoint, and is as many connections as a hung endpoint is ever held open.
     max_in_flight_per_webhook: int = Field(100, ge=1, le=100000)
+    # Attempts in flight from one process, all webhooks together: what bounds its memory.
+    max_in_flight: int = Field(7_000, ge=1, le=1_000_000)
     failures_before_disable: int = Field(50, ge=-1)
     failure_window_seconds: float = Field(10.0, gt=0, le=86400)
     allow_private_targets: bool = False

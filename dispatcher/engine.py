@@ -38,8 +38,6 @@ from dispatcher.store import webhooks as webhook_store
 
 log = structlog.get_logger("dispatcher.delivery")
 
-# Bounds on what one instance holds in memory.
-GLOBAL_IN_FLIGHT = 10_000
 TUNE_INTERVAL = 0.1
 SLOW_ATTEMPT = 0.05
 # Adaptive concurrency (see Engine._retune). A lane starts at MIN_LIMIT attempts in flight.
@@ -115,13 +113,12 @@ class Engine:
         registry: Registry,
         *,
         owner: str | None = None,
-        global_in_flight: int = GLOBAL_IN_FLIGHT,
     ) -> None:
         self.settings = settings
         self.pool = pool
         self.registry = registry
         self.owner = owner or instance_id()
-        self.global_in_flight = global_in_flight
+        self.global_in_flight = settings.max_in_flight
         # A webhook's in-flight cap when its own max_in_flight is null.
         self.webhook_in_flight = settings.max_in_flight_per_webhook
         self.policy = retry.RetryPolicy(

@@ -154,3 +154,32 @@ def test_the_cap_setting_is_validated(value: str) -> None:
 
 def test_the_cap_defaults_to_100() -> None:
     assert load_settings({}).max_in_flight_per_webhook == 100
+
+
+async def test_all_webhooks_together_stay_within_the_process_cap(
+    make_client: Any, hung: Hung, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticks = count_ticks(monkeypatch)
+    client = await make_client(max_in_flight=7, max_in_flight_per_webhook=10)
+    for i in range(3):
+        await create(client, name=f"hung{i}", url=hung.url(f"/{i}"), timeout_seconds=120)
+    await publish(client, 30)
+    engine = client.app[ENGINE]
+
+    # Each lane alone may reach max(MIN_LIMIT, 7 // LANE_SHARE) = 4, so three reach 12 between
+    # them; the process holds no more than 7 open, however long the tuner has to grow them.
+    await until("the cap is reached", lambda: hung.open == 7)
+    seen = ticks[0]
+    await until("ten more tuner ticks", lambda: ticks[0] >= seen + 10)
+    assert (hung.peak, hung.open, engine.in_flight) == (7, 7, 7)
+    assert engine.queued == 90 - 7
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "lots", "1000001"])
+def test_the_process_cap_setting_is_validated(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"^DISPATCHER_MAX_IN_FLIGHT: "):
+        load_settings({"DISPATCHER_MAX_IN_FLIGHT": value})
+
+
+def test_the_process_cap_defaults_to_7000() -> None:
+    assert load_settings({}).max_in_flight == 7000
