@@ -60,7 +60,7 @@ class Settings(BaseModel):
     # to a 100 ms endpoint, and is as many connections as a hung endpoint is ever held open.
     max_in_flight_per_webhook: int = Field(100, ge=1, le=100000)
     # Attempts in flight from one process, all webhooks together: what bounds its memory.
-    max_in_flight: int = Field(7_000, ge=1, le=1_000_000)
+    max_in_flight_per_process: int = Field(7_000, ge=1, le=1_000_000)
     failures_before_disable: int = Field(50, ge=-1)
     failure_window_seconds: float = Field(10.0, gt=0, le=86400)
     allow_private_targets: bool = False

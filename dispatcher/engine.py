@@ -118,7 +118,7 @@ class Engine:
         self.pool = pool
         self.registry = registry
         self.owner = owner or instance_id()
-        self.global_in_flight = settings.max_in_flight
+        self.global_in_flight = settings.max_in_flight_per_process
         # A webhook's in-flight cap when its own max_in_flight is null.
         self.webhook_in_flight = settings.max_in_flight_per_webhook
         self.policy = retry.RetryPolicy(
@@ -135,7 +135,8 @@ class Engine:
         self.in_flight = 0
         self.queued = 0
         self.running = False
-        self._waiting_for_global: set[str] = set()
+        # Lanes that have work but found the process cap full, oldest first (an ordered set).
+        self._waiting_for_global: dict[str, None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         # The private-address rule is the sender's own, set when it is made.
         self._session: sender.Sender | None = None
@@ -304,7 +305,7 @@ class Engine:
         cap = self.webhook_in_flight if spec.max_in_flight is None else spec.max_in_flight
         while lane.queue:
             if self.in_flight >= self.global_in_flight:
-                self._waiting_for_global.add(lane.webhook_id)
+                self._waiting_for_global.setdefault(lane.webhook_id)
                 return
             if lane.in_flight >= cap:
                 return
@@ -371,13 +372,16 @@ class Engine:
         lane.completed_at = now
         lane.in_flight -= 1
         self.in_flight -= 1
+        # A freed slot goes to the lanes waiting for room first, oldest first, then to this
+        # one: else the busiest lanes keep every slot and a newcomer waits out their backlogs.
+        # A lane the cap stops again goes to the back, so the waiting take turns.
+        while self._waiting_for_global and self.in_flight < self.global_in_flight:
+            webhook_id = next(iter(self._waiting_for_global))
+            del self._waiting_for_global[webhook_id]
+            other = self.lanes.get(webhook_id)
+            if other is not None:
+                self._pump(other)
         self._pump(lane)
-        if self._waiting_for_global and self.in_flight < self.global_in_flight:
-            waiting, self._waiting_for_global = self._waiting_for_global, set()
-            for webhook_id in waiting:
-                other = self.lanes.get(webhook_id)
-                if other is not None:
-                    self._pump(other)
         self._drop_if_idle(lane)
         if self.in_flight == 0 and self.queued == 0:
             self._idle.set()

@@ -22,6 +22,10 @@ from datetime import datetime
 from typing import Protocol
 
 import aiohttp
+
+import dispatcher.allocator  # noqa: F401 (first: mimalloc reads its settings as pyreqwest loads)
+
+# isort: split
 from pyreqwest.exceptions import DetailedPyreqwestError
 from yarl import URL
 

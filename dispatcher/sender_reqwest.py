@@ -25,6 +25,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import dispatcher.allocator  # noqa: F401 (first: mimalloc reads its settings as pyreqwest loads)
+
+# isort: split
 from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.exceptions import ConnectError, PyreqwestError
 from pyreqwest.http import Url

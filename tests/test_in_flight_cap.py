@@ -16,6 +16,7 @@ from dispatcher import engine as engine_module
 from dispatcher.app_keys import ENGINE
 from dispatcher.config import ConfigError, load_settings
 from tests.helpers import ADMIN, PUBLISHER, webhook_body
+from tests.receiver import ok
 
 
 @dataclass
@@ -160,26 +161,75 @@ async def test_all_webhooks_together_stay_within_the_process_cap(
     make_client: Any, hung: Hung, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ticks = count_ticks(monkeypatch)
-    client = await make_client(max_in_flight=7, max_in_flight_per_webhook=10)
+    client = await make_client(max_in_flight_per_process=7, max_in_flight_per_webhook=10)
     for i in range(3):
         await create(client, name=f"hung{i}", url=hung.url(f"/{i}"), timeout_seconds=120)
     await publish(client, 30)
     engine = client.app[ENGINE]
 
-    # Each lane alone may reach max(MIN_LIMIT, 7 // LANE_SHARE) = 4, so three reach 12 between
-    # them; the process holds no more than 7 open, however long the tuner has to grow them.
+    # Three lanes of 4 (MIN_LIMIT) each would hold 12; the process holds 7, and no more
+    # after the tuner has had ticks to look at them.
     await until("the cap is reached", lambda: hung.open == 7)
     seen = ticks[0]
     await until("ten more tuner ticks", lambda: ticks[0] >= seen + 10)
     assert (hung.peak, hung.open, engine.in_flight) == (7, 7, 7)
-    assert engine.queued == 90 - 7
+
+
+async def test_no_lane_takes_more_than_a_quarter_of_the_process_cap(
+    make_client: Any, hung: Hung, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticks = count_ticks(monkeypatch)
+    client = await make_client(max_in_flight_per_process=40, max_in_flight_per_webhook=100)
+    webhook_id = await create(client, name="hung", url=hung.url("/h"), timeout_seconds=120)
+    await publish(client, 60)
+    engine = client.app[ENGINE]
+
+    # The stalled lane doubles each tick from 4: 8, then 10 (40 // LANE_SHARE), not 16.
+    await until("the lane grew to its share", lambda: hung.open == 10)
+    seen = ticks[0]
+    await until("ten more tuner ticks", lambda: ticks[0] >= seen + 10)
+    assert (hung.peak, hung.open, engine.lanes[webhook_id].limit) == (10, 10, 10)
+
+
+async def test_a_freed_slot_goes_to_a_lane_waiting_for_room(
+    make_client: Any, receiver: Any
+) -> None:
+    """With the process cap full, a newcomer is served at the next answer, not after the busy
+    lanes' backlogs."""
+    served_before_newcomer: list[int] = []
+
+    async def slow(_request: Any, _n: int) -> Any:
+        await asyncio.sleep(0.02)  # the endpoint's own pace
+        return await ok(_request, _n)
+
+    async def newcomer(request: Any, n: int) -> Any:
+        served_before_newcomer.append(len(receiver.at("/a")) + len(receiver.at("/b")))
+        return await ok(request, n)
+
+    receiver.responders.update({"/a": slow, "/b": slow, "/c": newcomer})
+    client = await make_client(max_in_flight_per_process=8, max_in_flight_per_webhook=4)
+    await create(client, name="a", url=receiver.url("/a"))
+    await create(client, name="b", url=receiver.url("/b"))
+    await publish(client, 150)  # 300 deliveries to /a and /b, 8 at a time
+    await receiver.wait_for(1, "/a")
+    await create(client, name="c", url=receiver.url("/c"), event_types=["invoice.paid"])
+    resp = await client.post(
+        "/v1/events", json={"type": "invoice.paid", "data": {}}, headers=PUBLISHER
+    )
+    assert resp.status == 202, await resp.text()
+
+    await receiver.wait_for(1, "/c")
+    await receiver.wait_for(150, "/a")
+    await receiver.wait_for(150, "/b")
+    # Served while most of the 300 were still to go (after all of them, before the change).
+    assert served_before_newcomer[0] < 150
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "lots", "1000001"])
 def test_the_process_cap_setting_is_validated(value: str) -> None:
-    with pytest.raises(ConfigError, match=r"^DISPATCHER_MAX_IN_FLIGHT: "):
-        load_settings({"DISPATCHER_MAX_IN_FLIGHT": value})
+    with pytest.raises(ConfigError, match=r"^DISPATCHER_MAX_IN_FLIGHT_PER_PROCESS: "):
+        load_settings({"DISPATCHER_MAX_IN_FLIGHT_PER_PROCESS": value})
 
 
 def test_the_process_cap_defaults_to_7000() -> None:
-    assert load_settings({}).max_in_flight == 7000
+    assert load_settings({}).max_in_flight_per_process == 7000

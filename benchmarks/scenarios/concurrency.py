@@ -3,11 +3,11 @@
 1,000 events x 10 webhooks whose URL carries ``?delay=2``; all events are published at once
 (10 batches of 100, concurrently). The webhooks' ``max_in_flight`` is 1,000, above the
 default per-webhook cap (DISPATCHER_MAX_IN_FLIGHT_PER_WEBHOOK, 100), so the process-wide
-cap (DISPATCHER_MAX_IN_FLIGHT, 7,000) is what binds: 7,000 go at once and the other 3,000
-reuse their connections as the first answers come back. Completion is when all 10,000 are
-``success`` in the database; with every delivery in flight at once the floor would be a
-little over 2 s, with the default cap a little over 4 s. The Dispatcher process's resident
-memory is sampled every 100 ms (psutil) for the peak.
+cap (DISPATCHER_MAX_IN_FLIGHT_PER_PROCESS, 7,000) is what binds: 7,000 go at once and the
+other 3,000 reuse their connections as the first answers come back. Completion is when all
+10,000 are ``success`` in the database; with every delivery in flight at once the floor
+would be a little over 2 s, with the default cap a little over 4 s. The Dispatcher
+process's resident memory is sampled every 100 ms (psutil) for the peak.
 
 A bare aiohttp client first sends the same 10,000 slow requests to the
 same receiver, all at once: its completion time is this machine's floor for the scenario

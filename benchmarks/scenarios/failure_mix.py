@@ -79,7 +79,7 @@ async def run(ctx: Context) -> Result:
     # from elsewhere on the machine is less likely to land on one condition only: single 9 s
     # runs of the baseline alone gave p99s from 6.8 to 8.8 ms on this machine.
     rounds = ctx.opts.pick(1, 4)
-    # A fresh process: concurrency (run just before) leaves 10,000 idle keep-alive
+    # A fresh process: concurrency (run just before) leaves 7,000 idle keep-alive
     # connections whose expiry, 30 s later, would land in whichever run is going on.
     await ctx.env.restart_dispatcher()
     seconds = ctx.opts.pick(5.0, 6.0)
