@@ -40,7 +40,13 @@ log = structlog.get_logger("dispatcher.delivery")
 
 TUNE_INTERVAL = 0.1
 SLOW_ATTEMPT = 0.05
-# Adaptive concurrency (see Engine._retune). A lane starts at MIN_LIMIT attempts in flight.
+# Adaptive concurrency (see Engine._retune). A lane starts at START_LIMIT attempts in flight
+# (or its cap, if lower), and a fast endpoint's lane shrinks back to it while this process is
+# CPU-bound. Lower, a burst (a group commit hands over many jobs at once, or the loop catches
+# up after a pause) queues behind too few connections: with 4, the p99 of 1,000 deliveries/s
+# was 50-130 ms against 15-30 ms with 16 (benchmarks/README.md).
+START_LIMIT = 16
+# A lane whose attempts time out halves down to MIN_LIMIT: all a hung endpoint is held to.
 MIN_LIMIT = 4
 # The event loop is "busy" (this process is CPU-bound) when the tuner's tick fires this late.
 LOOP_BUSY = 0.005
@@ -95,9 +101,10 @@ class Lane:
     tokens: float = 1.0
     refilled: float = field(default_factory=time.monotonic)
     timer: asyncio.TimerHandle | None = None
-    # Adaptive concurrency: start small so a fast endpoint is served over a few reused
-    # connections; the tuner raises it while the endpoint, not this process, is the wait.
-    limit: int = MIN_LIMIT
+    # Adaptive concurrency: connections open only as jobs need them, so a fast endpoint is
+    # served over a few reused ones; the tuner raises it while the endpoint, not this
+    # process, is the wait.
+    limit: int = START_LIMIT
     completed_at: float = field(default_factory=time.monotonic)
     latency: float = 0.0  # moving average of attempt durations, seconds
     timeouts: float = 0.0  # moving average of the share of attempts that timed out
@@ -266,7 +273,10 @@ class Engine:
         for job in jobs:
             lane = self.lanes.get(job.webhook_id)
             if lane is None:
-                lane = self.lanes[job.webhook_id] = Lane(job.webhook_id, refilled=self.clock())
+                spec = self.registry.webhooks.get(job.webhook_id)
+                start = START_LIMIT if spec is None else min(START_LIMIT, self._cap(spec))
+                lane = Lane(job.webhook_id, refilled=self.clock(), limit=start)
+                self.lanes[job.webhook_id] = lane
             lane.queue.append(job)
             self.leased[job.delivery_id] += 1
             self.queued += 1
@@ -302,7 +312,7 @@ class Engine:
             self._return_queue(lane)
             return
         rate = spec.rate_limit_per_second
-        cap = self.webhook_in_flight if spec.max_in_flight is None else spec.max_in_flight
+        cap = self._cap(spec)
         while lane.queue:
             if self.in_flight >= self.global_in_flight:
                 self._waiting_for_global.setdefault(lane.webhook_id)
@@ -330,6 +340,10 @@ class Engine:
             task = asyncio.get_running_loop().create_task(self._attempt(lane, spec, job))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _cap(self, spec: WebhookSpec) -> int:
+        """The webhook's in-flight cap: its own ``max_in_flight``, else the setting's."""
+        return self.webhook_in_flight if spec.max_in_flight is None else spec.max_in_flight
 
     def _bucket_full(self, lane: Lane) -> bool:
         """Whether forgetting the lane loses nothing: no rate limit, or its bucket refilled.
@@ -425,14 +439,15 @@ class Engine:
         nothing but longer queues. So a lane doubles while the event loop keeps up, or while
         its endpoint is slow (attempts take longer than SLOW_ATTEMPT and several loop lags,
         or nothing finished for a tick). A fast endpoint's lane shrinks back toward
-        MIN_LIMIT when the loop is saturated: then fewer connections deliver more.
+        START_LIMIT when the loop is saturated: then fewer connections deliver more.
 
         Never past the webhook's in-flight cap; and a lane whose attempts time out does not
-        grow (a hung endpoint is "slow" and "stalled" too), and halves while most do.
+        grow (a hung endpoint is "slow" and "stalled" too), and halves toward MIN_LIMIT
+        while most do.
         """
         lag = self.loop_lag
         busy = lag > LOOP_BUSY
-        lane_share = max(MIN_LIMIT, self.global_in_flight // LANE_SHARE)
+        lane_share = max(START_LIMIT, self.global_in_flight // LANE_SHARE)
         for lane in list(self.lanes.values()):
             if not lane.queue and lane.in_flight == 0:
                 self._drop_if_idle(lane)
@@ -448,13 +463,13 @@ class Engine:
             slow = lane.latency > SLOW_ATTEMPT
             if stalled or not busy or (slow and lane.latency > OWN_SHARE * lag):
                 spec = self.registry.webhooks.get(lane.webhook_id)
-                own = spec.max_in_flight if spec is not None else None
-                cap = min(lane_share, self.webhook_in_flight if own is None else own)
+                own = self.webhook_in_flight if spec is None else self._cap(spec)
+                cap = min(lane_share, own)
                 if lane.limit < cap:
                     lane.limit = min(lane.limit * 2, cap)
                     self._pump(lane)
-            elif not slow and lane.limit > MIN_LIMIT:
-                lane.limit = max(MIN_LIMIT, lane.limit * 3 // 4)
+            elif not slow and lane.limit > START_LIMIT:
+                lane.limit = max(START_LIMIT, lane.limit * 3 // 4)
 
     async def _send(self, spec: WebhookSpec, job: Job) -> bool:
         """Make one attempt and hand its outcome on; whether it timed out.

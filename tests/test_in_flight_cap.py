@@ -111,7 +111,7 @@ async def test_a_hung_endpoint_gets_no_more_connections_than_its_cap(
     engine = client.app[ENGINE]
 
     # Every attempt started is connected, and the tuner has had many ticks to grow the lanes
-    # (a stalled lane doubles each tick: 4 ticks would take it past 10 uncapped).
+    # (a stalled lane doubles each tick: 1 tick would take it past 10 uncapped).
     def connected() -> bool:
         return engine.in_flight == hung.open > 0
 
@@ -167,7 +167,7 @@ async def test_all_webhooks_together_stay_within_the_process_cap(
     await publish(client, 30)
     engine = client.app[ENGINE]
 
-    # Three lanes of 4 (MIN_LIMIT) each would hold 12; the process holds 7, and no more
+    # Three lanes of 10 (their cap) each would hold 30; the process holds 7, and no more
     # after the tuner has had ticks to look at them.
     await until("the cap is reached", lambda: hung.open == 7)
     seen = ticks[0]
@@ -179,16 +179,16 @@ async def test_no_lane_takes_more_than_a_quarter_of_the_process_cap(
     make_client: Any, hung: Hung, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ticks = count_ticks(monkeypatch)
-    client = await make_client(max_in_flight_per_process=40, max_in_flight_per_webhook=100)
+    client = await make_client(max_in_flight_per_process=200, max_in_flight_per_webhook=100)
     webhook_id = await create(client, name="hung", url=hung.url("/h"), timeout_seconds=120)
-    await publish(client, 60)
+    await publish(client, 150)
     engine = client.app[ENGINE]
 
-    # The stalled lane doubles each tick from 4: 8, then 10 (40 // LANE_SHARE), not 16.
-    await until("the lane grew to its share", lambda: hung.open == 10)
+    # The stalled lane doubles each tick from 16: 32, then 50 (200 // LANE_SHARE), not 64.
+    await until("the lane grew to its share", lambda: hung.open == 50)
     seen = ticks[0]
     await until("ten more tuner ticks", lambda: ticks[0] >= seen + 10)
-    assert (hung.peak, hung.open, engine.lanes[webhook_id].limit) == (10, 10, 10)
+    assert (hung.peak, hung.open, engine.lanes[webhook_id].limit) == (50, 50, 50)
 
 
 async def test_a_freed_slot_goes_to_a_lane_waiting_for_room(
