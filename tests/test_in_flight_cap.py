@@ -233,3 +233,20 @@ def test_the_process_cap_setting_is_validated(value: str) -> None:
 
 def test_the_process_cap_defaults_to_7000() -> None:
     assert load_settings({}).max_in_flight_per_process == 7000
+
+
+async def test_a_burst_to_a_new_lane_goes_out_over_several_connections(
+    make_client: Any, hung: Hung, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before the tuner has looked at it, a new lane sends START_LIMIT attempts at once: with
+    a floor of 4, a burst queued behind 4 connections and the latency p99 tripled."""
+    monkeypatch.setattr(engine_module.Engine, "_retune", lambda self, now: None)
+    client = await make_client()
+    webhook_id = await create(client, name="hung", url=hung.url("/b"), timeout_seconds=120)
+    await publish(client, 40)
+    engine = client.app[ENGINE]
+
+    await until("the burst is connected", lambda: hung.open == engine_module.START_LIMIT)
+    assert engine_module.START_LIMIT == 16
+    assert engine.lanes[webhook_id].in_flight == 16
+    assert len(engine.lanes[webhook_id].queue) == 40 - 16
