@@ -145,6 +145,24 @@ class Env:
         await _wait_up(self.session, [self.base + "/readyz"], self.workdir / "dispatcher.log")
 
     @contextlib.asynccontextmanager
+    async def on_database(self, name: str) -> AsyncIterator[None]:
+        """For a while, a fresh database ``name`` on the same server: the Dispatcher is
+        restarted on it and ``db``/``dsn`` point at it; on exit, back (restarted again), and
+        ``name`` is dropped. For comparisons that must share the server's state."""
+        dsn = await fresh_database(self.dsn, name)
+        saved = (self.dsn, self.db, self.dispatcher_env)
+        self.dsn, self.db = dsn, await asyncpg.connect(dsn)
+        self.dispatcher_env = {**saved[2], "DISPATCHER_DATABASE_URL": dsn}
+        try:
+            await self.restart_dispatcher()
+            yield
+        finally:
+            await self.db.close()
+            self.dsn, self.db, self.dispatcher_env = saved
+            await self.restart_dispatcher()
+            await self.db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    @contextlib.asynccontextmanager
     async def other_receiver(self, workers: int = 1) -> AsyncIterator[Receiver]:
         """A second receiver (its own processes and port), stopped on exit."""
         other = Receiver.spawn(self.session, workers)
