@@ -35,43 +35,65 @@ from benchmarks.scenarios.base import PAYLOAD_BYTES, Context, Result
 
 RETENTION_DAYS = 30.0  # DISPATCHER_RETENTION_DAYS' default
 CHUNK_EVENTS = 100_000  # events per build statement (a million deliveries)
-# History ids sort before every real ULID ("01..." now), so the new load's rows are the ones
-# with ids after AFTER_ID.
-AFTER_ID = "dlv_01"
+
+
+def _ulid_time(ms: str) -> str:
+    """SQL for the 10-character time part of a ULID (Crockford base32) of the bigint ``ms``.
+
+    History ids carry their row's time as real ids do: retention narrows its scan by that
+    prefix (``ids.time_bound``), so ids that did not would make it read the whole history.
+    """
+    digits = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    return " || ".join(
+        f"substr('{digits}', (({ms} >> {5 * (9 - k)}) & 31)::int + 1, 1)" for k in range(10)
+    )
+
+
+# Event i's time, and the time part of its ids (the events', its deliveries').
+_AT = f"""LATERAL (SELECT now() - interval '1 hour'
+                     - make_interval(secs => $4 * (1 - i::float8 / $3))) AS ts(t),
+     LATERAL (SELECT {_ulid_time("(extract(epoch FROM t) * 1000)::bigint")}) AS u(p)"""
 
 # $1, $2: the first and last event number; $3: the total; $4: the span in seconds. Event i
 # is at now() - 1 hour - span * (1 - i / total): rising with i, as ULIDs do.
-MAKE_EVENTS = """
+MAKE_EVENTS = (
+    """
 INSERT INTO events (id, type, data, occurred_at, created_at)
-SELECT 'evt_00' || lpad(i::text, 24, '0'), 'bench.e2e',
+SELECT 'evt_' || p || lpad(i::text, 16, '0'), 'bench.e2e',
        ('{"sent_at": 0, "order": ' || i || ', "pad": "' || repeat('x', 220) || '"}')::json, t, t
 FROM generate_series($1::bigint, $2::bigint) AS i,
-     LATERAL (SELECT now() - interval '1 hour'
-                     - make_interval(secs => $4 * (1 - i::float8 / $3))) AS ts(t)
-"""
+     """
+    + _AT
+)
 # $5: the webhooks' ids (one delivery per event and webhook).
-MAKE_DELIVERIES = """
+MAKE_DELIVERIES = (
+    """
 INSERT INTO deliveries (id, event_id, webhook_id, event_type, status, attempt_count,
                         created_at, updated_at, last_attempt_at, last_status_code)
-SELECT 'dlv_00' || lpad((i * 100 + k)::text, 24, '0'), 'evt_00' || lpad(i::text, 24, '0'),
+SELECT 'dlv_' || p || lpad((i * 100 + k)::text, 16, '0'), 'evt_' || p || lpad(i::text, 16, '0'),
        ($5::text[])[k], 'bench.e2e', 'success', 1,
        t, t + interval '40 ms', t + interval '10 ms', 200
 FROM generate_series($1::bigint, $2::bigint) AS i,
-     LATERAL (SELECT now() - interval '1 hour'
-                     - make_interval(secs => $4 * (1 - i::float8 / $3))) AS ts(t),
+     """
+    + _AT
+    + """,
      generate_series(1, cardinality($5::text[])) AS k
 """
+)
 # $6: the webhooks' URLs, as the attempts record them.
-MAKE_ATTEMPTS = """
+MAKE_ATTEMPTS = (
+    """
 INSERT INTO attempts (delivery_id, number, webhook_id, started_at, duration_ms, status_code,
                       response_body, url)
-SELECT 'dlv_00' || lpad((i * 100 + k)::text, 24, '0'), 1, ($5::text[])[k],
+SELECT 'dlv_' || p || lpad((i * 100 + k)::text, 16, '0'), 1, ($5::text[])[k],
        t + interval '10 ms', 2.5 + (i % 17), 200, 'ok', ($6::text[])[k]
 FROM generate_series($1::bigint, $2::bigint) AS i,
-     LATERAL (SELECT now() - interval '1 hour'
-                     - make_interval(secs => $4 * (1 - i::float8 / $3))) AS ts(t),
+     """
+    + _AT
+    + """,
      generate_series(1, cardinality($5::text[])) AS k
 """
+)
 
 
 async def _empty_history(ctx: Context) -> None:
@@ -181,7 +203,7 @@ async def run(ctx: Context) -> Result:
         series: dict[str, dict[str, list[float]]] = {}
         for _ in range(int(ctx.opts.pick(1, 2))):
             # Only this round's deliveries count: the history's and earlier rounds' sort first.
-            after_id = await env.db.fetchval("SELECT max(id) FROM deliveries") or AFTER_ID
+            after_id = await env.db.fetchval("SELECT max(id) FROM deliveries") or ""
             await env.restart_dispatcher()
             full, series = await e2e.load(ctx, events, after_id, label="history: full")
             if full["attempts_recorded"] != full["deliveries"]:
