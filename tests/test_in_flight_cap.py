@@ -147,14 +147,21 @@ async def test_a_lane_whose_attempts_time_out_shrinks_back(
     assert engine.lanes[webhook_id].in_flight <= engine_module.MIN_LIMIT
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "many", "100001"])
-def test_the_cap_setting_is_validated(value: str) -> None:
-    with pytest.raises(ConfigError, match=r"^DISPATCHER_MAX_IN_FLIGHT_PER_WEBHOOK: "):
-        load_settings({"DISPATCHER_MAX_IN_FLIGHT_PER_WEBHOOK": value})
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        *(("DISPATCHER_MAX_IN_FLIGHT_PER_WEBHOOK", v) for v in ["0", "-1", "many", "100001"]),
+        *(("DISPATCHER_MAX_IN_FLIGHT_PER_PROCESS", v) for v in ["0", "-1", "lots", "1000001"]),
+    ],
+)
+def test_the_cap_settings_are_validated(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{variable}: "):
+        load_settings({variable: value})
 
 
-def test_the_cap_defaults_to_100() -> None:
-    assert load_settings({}).max_in_flight_per_webhook == 100
+def test_the_caps_default_to_100_per_webhook_and_7000_per_process() -> None:
+    settings = load_settings({})
+    assert (settings.max_in_flight_per_webhook, settings.max_in_flight_per_process) == (100, 7000)
 
 
 async def test_all_webhooks_together_stay_within_the_process_cap(
@@ -223,16 +230,6 @@ async def test_a_freed_slot_goes_to_a_lane_waiting_for_room(
     await receiver.wait_for(150, "/b")
     # Served while most of the 300 were still to go (after all of them, before the change).
     assert served_before_newcomer[0] < 150
-
-
-@pytest.mark.parametrize("value", ["0", "-1", "lots", "1000001"])
-def test_the_process_cap_setting_is_validated(value: str) -> None:
-    with pytest.raises(ConfigError, match=r"^DISPATCHER_MAX_IN_FLIGHT_PER_PROCESS: "):
-        load_settings({"DISPATCHER_MAX_IN_FLIGHT_PER_PROCESS": value})
-
-
-def test_the_process_cap_defaults_to_7000() -> None:
-    assert load_settings({}).max_in_flight_per_process == 7000
 
 
 async def test_a_burst_to_a_new_lane_goes_out_over_several_connections(
