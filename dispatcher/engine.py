@@ -273,8 +273,7 @@ class Engine:
         for job in jobs:
             lane = self.lanes.get(job.webhook_id)
             if lane is None:
-                spec = self.registry.webhooks.get(job.webhook_id)
-                start = START_LIMIT if spec is None else min(START_LIMIT, self._cap(spec))
+                start = min(START_LIMIT, self._cap(self.registry.webhooks.get(job.webhook_id)))
                 lane = Lane(job.webhook_id, refilled=self.clock(), limit=start)
                 self.lanes[job.webhook_id] = lane
             lane.queue.append(job)
@@ -341,9 +340,10 @@ class Engine:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _cap(self, spec: WebhookSpec) -> int:
+    def _cap(self, spec: WebhookSpec | None) -> int:
         """The webhook's in-flight cap: its own ``max_in_flight``, else the setting's."""
-        return self.webhook_in_flight if spec.max_in_flight is None else spec.max_in_flight
+        own = spec.max_in_flight if spec is not None else None
+        return self.webhook_in_flight if own is None else own
 
     def _bucket_full(self, lane: Lane) -> bool:
         """Whether forgetting the lane loses nothing: no rate limit, or its bucket refilled.
@@ -462,9 +462,7 @@ class Engine:
             stalled = now - lane.completed_at > TUNE_INTERVAL + 2 * lag
             slow = lane.latency > SLOW_ATTEMPT
             if stalled or not busy or (slow and lane.latency > OWN_SHARE * lag):
-                spec = self.registry.webhooks.get(lane.webhook_id)
-                own = self.webhook_in_flight if spec is None else self._cap(spec)
-                cap = min(lane_share, own)
+                cap = min(lane_share, self._cap(self.registry.webhooks.get(lane.webhook_id)))
                 if lane.limit < cap:
                     lane.limit = min(lane.limit * 2, cap)
                     self._pump(lane)
